@@ -1,0 +1,74 @@
+"""Config set-up and value checks that run before any work.
+
+All problems are collected and reported together, one line each, naming the
+key, the value received and what is allowed.
+"""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+from kmexp.data import sib200_codes
+from kmexp.errors import ConfigError
+from kmexp.languages import check_code, register_resolvers
+
+
+def register_configs() -> None:
+    """Everything that must exist before Hydra composes a config."""
+    register_resolvers()
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise one ConfigError listing every invalid value in ``cfg``."""
+    problems = [
+        *_check_language(cfg.language),
+        *_check_positive("optimizer.learning_rate", cfg.optimizer.get("learning_rate")),
+        *_check_at_least("trainer.epochs", cfg.trainer.epochs, 1),
+        *_check_at_least("trainer.batch_size", cfg.trainer.batch_size, 1),
+        *_check_at_least("trainer.patience", cfg.trainer.patience, 0),
+        *_check_model(cfg.model),
+        *_check_ngram_range("encoder.preprocessor.ngram_range", cfg.encoder.preprocessor.get("ngram_range")),
+    ]
+    if len(cfg.metric) == 0:
+        problems.append("metric=[] selects no metric; choose at least one, e.g. metric=[accuracy,macro_f1]")
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
+def _check_language(language: DictConfig) -> list[str]:
+    try:
+        check_code(language.code, sib200_codes())
+    except ConfigError as err:
+        return [str(err)]
+    return []
+
+
+def _check_positive(key: str, value) -> list[str]:
+    if value is not None and not value > 0:
+        return [f"{key}={value} is not allowed; it must be > 0"]
+    return []
+
+
+def _check_at_least(key: str, value, lowest: int) -> list[str]:
+    if not value >= lowest:
+        return [f"{key}={value} is not allowed; it must be an integer >= {lowest}"]
+    return []
+
+
+def _check_model(model: DictConfig) -> list[str]:
+    problems = []
+    if not 0 <= model.dropout < 1:
+        problems.append(f"model.dropout={model.dropout} is not allowed; it must be in [0, 1)")
+    if not model.l2 >= 0:
+        problems.append(f"model.l2={model.l2} is not allowed; it must be >= 0")
+    for i, units in enumerate(model.hidden_units):
+        problems += _check_at_least(f"model.hidden_units[{i}]", units, 1)
+    return problems
+
+
+def _check_ngram_range(key: str, value) -> list[str]:
+    if value is None:
+        return []
+    if len(value) != 2 or not 1 <= value[0] <= value[1]:
+        return [f"{key}={list(value)} is not allowed; it must be [min_n, max_n] with 1 <= min_n <= max_n"]
+    return []

@@ -1,0 +1,10 @@
+"""Data loading: SIB-200 and the user's own labeled files, checked the same way.
+
+Kept free of TensorFlow so that configs and data can be checked quickly.
+"""
+
+from kmexp.data.files import LabeledFiles
+from kmexp.data.sib200 import SIB200, sib200_codes
+from kmexp.data.splits import Split, Splits
+
+__all__ = ["Split", "Splits", "SIB200", "LabeledFiles", "sib200_codes"]

@@ -1,0 +1,185 @@
+"""SIB-200: topic classification in 205 languages (Adelani et al., EACL 2024).
+
+The data (CC BY-SA 4.0) is not shipped; only its sha256 sums are
+(`sib200.sha256`, the upstream SHA256SUMS of the pinned commit). It is read
+either from a local copy (`KMEXP_DATA_DIR`) or downloaded once into a cache.
+
+A download is verified before it enters the cache: it is written to a temporary
+file next to its destination, hashed, and only then moved into place with
+`os.replace`, so the cache never holds a partial or altered file. Files already
+in the cache are not hashed again on each load (they were checked on the way
+in); their sums are still recorded in `Splits.info["files"]` for provenance.
+The shipped sums cover the pinned commit only, so any other `commit` fails
+the check on download; use KMEXP_DATA_DIR for other versions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from importlib import resources
+from pathlib import Path
+
+from kmexp.errors import ConfigError, DataError
+from kmexp.languages import check_code
+from kmexp.data.files import read_split
+from kmexp.data.splits import Splits, make_splits
+
+SIB200_BASE_URL = "https://raw.githubusercontent.com/dadelani/sib-200"
+SIB200_COMMIT = "593cea88519930f776c1a4a1980b6a35b39dca57"
+SPLIT_FILES = ("train.tsv", "dev.tsv", "test.tsv")
+TEXT_COLUMN = "text"
+LABEL_COLUMN = "category"
+
+_CHUNK = 1 << 16
+
+
+def sib200_codes() -> list[str]:
+    """The 205 language codes (e.g. fra_Latn), sorted, from the shipped sums."""
+    return sorted({name.split("/", 1)[0] for name in _shipped_sums()})
+
+
+def _shipped_sums() -> dict[str, str]:
+    """Map '<code>/<file>' to its sha256, read from the package (works from a wheel)."""
+    text = resources.files("kmexp.data").joinpath("sib200.sha256").read_text("utf-8")
+    sums = {}
+    for line in text.splitlines():
+        if line.strip():
+            digest, name = line.split(maxsplit=1)
+            sums[name.strip().removeprefix("./")] = digest
+    return sums
+
+
+class SIB200:
+    """One SIB-200 language: 701 train / 99 dev / 204 test sentences, 7 topics."""
+
+    def __init__(
+        self,
+        root: str | None,
+        code: str,
+        cache_dir: str,
+        base_url: str,
+        commit: str,
+        timeout_s: float = 30.0,
+    ):
+        self._sums = _shipped_sums()
+        check_code(code, sorted({name.split("/", 1)[0] for name in self._sums}))
+        if timeout_s <= 0:
+            raise ConfigError(f"data.timeout_s: got {timeout_s!r}; it must be > 0 seconds")
+        self.root = root
+        self.code = code
+        self.cache_dir = cache_dir
+        self.base_url = base_url.rstrip("/")
+        self.commit = commit
+        self.timeout_s = timeout_s
+
+    def load(self) -> Splits:
+        """Read train/dev/test for this language, downloading them first if needed."""
+        folder = self._local_folder() if self.root is not None else self._cached_folder()
+        paths = [folder / name for name in SPLIT_FILES]
+        train, dev, test = (read_split(p, TEXT_COLUMN, LABEL_COLUMN) for p in paths)
+        return make_splits(train, dev, test, paths)
+
+    def _local_folder(self) -> Path:
+        """The language folder in the local copy that KMEXP_DATA_DIR points to."""
+        folder = Path(self.root).expanduser() / self.code
+        if not folder.is_dir():
+            raise DataError(
+                f"{folder}: no such SIB-200 language folder (KMEXP_DATA_DIR points to {self.root})"
+            )
+        for name in SPLIT_FILES:
+            if not (folder / name).is_file():
+                raise DataError(
+                    f"{folder / name}: file missing from the SIB-200 copy "
+                    f"(KMEXP_DATA_DIR points to {self.root})"
+                )
+        return folder
+
+    def _cached_folder(self) -> Path:
+        """The cache folder for this language, with any missing file downloaded into it."""
+        folder = Path(self.cache_dir).expanduser() / self.commit / self.code
+        for name in SPLIT_FILES:
+            dest = folder / name
+            if not dest.is_file():
+                download_file(self._url(name), dest, self._sums[f"{self.code}/{name}"], self.timeout_s)
+        return folder
+
+    def _url(self, name: str) -> str:
+        return f"{self.base_url}/{self.commit}/data/annotated/{self.code}/{name}"
+
+
+def download_file(url: str, dest: Path, sha256: str, timeout_s: float) -> Path:
+    """Download `url` to `dest` only if its bytes hash to `sha256`.
+
+    The bytes go to a temporary file in dest's folder (same file system, so
+    `os.replace` is atomic) and are moved into place only after the check.
+    On any failure nothing is left behind: not the temporary file, and not
+    the folders this call created.
+    """
+    dest = Path(dest)
+    created = _make_dirs(dest.parent)
+    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            received = _fetch(url, out, timeout_s)
+        if received != sha256:
+            raise DataError(
+                f"{url}: sha256 mismatch: expected {sha256}, received {received}; "
+                "the file was not cached"
+            )
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        _remove_empty(created)
+        raise
+    return dest
+
+
+def _fetch(url: str, out, timeout_s: float) -> str:
+    """Stream `url` into `out` and return the sha256 of what arrived."""
+    digest = hashlib.sha256()
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            while chunk := response.read(_CHUNK):
+                digest.update(chunk)
+                out.write(chunk)
+    except (urllib.error.URLError, http.client.HTTPException, TimeoutError, ConnectionError) as err:
+        raise DataError(
+            f"could not download {url} ({_reason(err)}); "
+            "to work offline, set KMEXP_DATA_DIR to a local copy of SIB-200"
+        ) from None
+    return digest.hexdigest()
+
+
+def _reason(err: Exception) -> str:
+    if isinstance(err, urllib.error.HTTPError):
+        err.close()  # an HTTPError holds the open response
+        return f"HTTP {err.code} {err.reason}"
+    if isinstance(err, urllib.error.URLError):
+        return str(err.reason)
+    return str(err) or type(err).__name__
+
+
+def _make_dirs(folder: Path) -> list[Path]:
+    """Create `folder` and its missing parents; return the ones created, deepest first."""
+    missing = []
+    current = folder
+    while not current.exists():
+        missing.append(current)
+        current = current.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    return missing
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove folders (deepest first) that a failed download created, if still empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return  # not empty (another download filled it) or gone: leave the rest

@@ -1,0 +1,116 @@
+"""Train/dev/test splits and the checks every data source goes through.
+
+Each loader (SIB-200, the user's own files) reads its files into `Split`s and
+hands them to `make_splits`, so the checks and the provenance record are the
+same whatever the source.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from kmexp.errors import DataError
+
+log = logging.getLogger(__name__)
+
+# Read files in 1 MiB pieces when hashing so large files need no large buffer.
+_HASH_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Split:
+    """Texts and their labels (as strings), plus the file they came from."""
+
+    texts: list[str]
+    labels: list[str]
+    source: str  # the file it came from (for error messages and provenance)
+
+
+@dataclass(frozen=True)
+class Splits:
+    """The three splits of one data set, checked and ready for training."""
+
+    train: Split
+    dev: Split
+    test: Split
+    labels: list[str]  # sorted label names seen in train: the model-output order
+    info: dict  # {"dropped_empty": {"train": n, "dev": n, "test": n}, "files": {path: sha256}}
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file's bytes, recorded so a run names exactly the data it used."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def make_splits(train: Split, dev: Split, test: Split, files: list[Path]) -> Splits:
+    """Check three splits and bundle them with their label order and provenance.
+
+    Empty or whitespace-only texts are dropped (and counted), since a model can
+    learn nothing from them and they usually come from a broken export. A split
+    left empty, or a dev/test label that train never shows, is a `DataError`:
+    the model could not predict such a label, so its scores would be misleading.
+    """
+    named = {"train": train, "dev": dev, "test": test}
+    dropped = {}
+    cleaned = {}
+    for name, split in named.items():
+        cleaned[name], dropped[name] = _drop_empty_texts(split)
+        _require_rows(name, cleaned[name])
+
+    labels = sorted(set(cleaned["train"].labels))
+    for name in ("dev", "test"):
+        _require_known_labels(cleaned[name], labels)
+
+    info = {
+        "dropped_empty": dropped,
+        "files": {str(path): file_sha256(Path(path)) for path in files},
+    }
+    return Splits(
+        train=cleaned["train"],
+        dev=cleaned["dev"],
+        test=cleaned["test"],
+        labels=labels,
+        info=info,
+    )
+
+
+def _drop_empty_texts(split: Split) -> tuple[Split, int]:
+    """Return the split without empty/whitespace-only texts, and how many were dropped."""
+    if len(split.texts) != len(split.labels):
+        raise DataError(
+            f"{split.source}: {len(split.texts)} texts but {len(split.labels)} labels"
+        )
+    keep = [i for i, text in enumerate(split.texts) if text.strip()]
+    n_dropped = len(split.texts) - len(keep)
+    if n_dropped == 0:
+        return split, 0
+    log.warning("%s: dropped %d empty or whitespace-only texts", split.source, n_dropped)
+    kept = Split(
+        texts=[split.texts[i] for i in keep],
+        labels=[split.labels[i] for i in keep],
+        source=split.source,
+    )
+    return kept, n_dropped
+
+
+def _require_rows(name: str, split: Split) -> None:
+    """A split with no rows cannot train or score anything."""
+    if not split.texts:
+        raise DataError(f"{split.source}: the {name} split has no non-empty texts")
+
+
+def _require_known_labels(split: Split, train_labels: list[str]) -> None:
+    """Refuse labels the model never sees in training (it has no output for them)."""
+    unseen = sorted(set(split.labels) - set(train_labels))
+    if unseen:
+        raise DataError(
+            f"{split.source}: labels not in the training data: {unseen}; "
+            f"train has {train_labels}"
+        )

@@ -1,0 +1,107 @@
+"""Training loops and the callbacks that watch them.
+
+Keras optimizers train with ``model.fit`` over mini-batches; kmexp's L-BFGS
+trains on the full batch. Both drive the same Keras callbacks, so dev scoring,
+early stopping, ``history.csv`` and the experiment logger work the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from kmexp.metrics import confusion_matrix
+from kmexp.optim import LBFGS
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLoss(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+class DevScores(keras.callbacks.Callback):
+    """After each epoch, scores the dev split and adds ``val_loss`` and ``val_<metric>`` to the logs.
+
+    Must come before EarlyStopping in the callback list, which monitors these values.
+    """
+
+    def __init__(self, features: tf.Tensor, targets: np.ndarray, loss, metrics: dict, batch_size: int):
+        super().__init__()
+        self.features = features
+        self.targets = targets
+        self.loss = loss
+        self.metrics = metrics
+        self.batch_size = batch_size
+
+    def on_epoch_end(self, epoch, logs=None):
+        probabilities = self.model.predict(self.features, batch_size=self.batch_size, verbose=0)
+        cm = confusion_matrix(self.targets.argmax(1), probabilities.argmax(1), self.targets.shape[1])
+        logs["val_loss"] = float(self.loss(self.targets, probabilities))
+        for name, metric in self.metrics.items():
+            logs[f"val_{name}"] = float(metric(cm))
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stops at once when the loss is NaN or infinite, naming the epoch."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = float(logs.get("loss", 0.0))
+        if not math.isfinite(loss):
+            raise NonFiniteLoss(f"training loss became {loss} at epoch {epoch + 1}; lower optimizer.learning_rate")
+
+
+class EpochLogger(keras.callbacks.Callback):
+    """Forwards each epoch's logs to the experiment logger and prints a one-line progress report."""
+
+    def __init__(self, logger, epochs: int):
+        super().__init__()
+        self.logger = logger
+        self.epochs = epochs
+
+    def on_epoch_end(self, epoch, logs=None):
+        values = {key: float(value) for key, value in logs.items()}
+        self.logger.log_epoch(epoch + 1, values)
+        shown = "  ".join(f"{key} {value:.4f}" for key, value in sorted(values.items()))
+        log.info("epoch %d/%d  %s", epoch + 1, self.epochs, shown)
+
+
+def fit(network: keras.Model, optimizer, loss, train, epochs: int, callbacks: list, jit_compile: bool):
+    """Train ``network`` and return its ``keras.callbacks.History``.
+
+    ``train`` is a batched ``tf.data.Dataset`` of (features, one-hot targets).
+    """
+    if isinstance(optimizer, LBFGS):
+        return fit_full_batch(network, optimizer, loss, train, epochs, callbacks)
+    network.compile(optimizer=optimizer, loss=loss, jit_compile=jit_compile)
+    return network.fit(train, epochs=epochs, callbacks=callbacks, verbose=0)
+
+
+def fit_full_batch(network: keras.Model, optimizer: LBFGS, loss, train, epochs: int, callbacks: list):
+    """Full-batch training with L-BFGS: each epoch is ``optimizer.iterations_per_epoch`` iterations.
+
+    The loss is the deterministic full-batch loss (dropout off, inference mode),
+    because L-BFGS's line search needs the same function at every evaluation.
+    """
+    features = tf.concat([x for x, _ in train], axis=0)
+    targets = tf.concat([y for _, y in train], axis=0)
+
+    def objective():
+        return loss(targets, network(features, training=False)) + sum(network.losses, 0.0)
+
+    history = keras.callbacks.History()
+    callback_list = keras.callbacks.CallbackList([*callbacks, history], model=network)
+    network.stop_training = False
+    callback_list.on_train_begin()
+    for epoch in range(epochs):
+        callback_list.on_epoch_begin(epoch)
+        result = optimizer.minimize(objective, network.trainable_variables)
+        callback_list.on_epoch_end(epoch, {"loss": result["loss"]})
+        if network.stop_training or result["converged"]:
+            break
+    callback_list.on_train_end()
+    return history

@@ -1,0 +1,10 @@
+"""Where kmexp finds its configs: inside the wheel, or in the source checkout."""
+
+from pathlib import Path
+
+
+def config_dir() -> Path:
+    """The ``conf/`` folder: ``kmexp/conf`` in an installed wheel, the top-level ``conf/`` in a checkout."""
+    package = Path(__file__).resolve().parent
+    installed = package / "conf"
+    return installed if installed.is_dir() else package.parent / "conf"

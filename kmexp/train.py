@@ -1,0 +1,174 @@
+"""One experiment, top to bottom: data -> encoder -> network -> fit -> evaluate -> save.
+
+``train(cfg, run_dir, overrides)`` returns the metrics that it also writes to
+``run_dir/metrics.json``. It knows nothing about Hydra's entry point, so tests
+and notebooks can call it with a composed config.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+from omegaconf import DictConfig
+
+from kmexp.builders import (
+    build_data,
+    build_embedder,
+    build_logger,
+    build_loss,
+    build_metrics,
+    build_network,
+    build_optimizer,
+    build_preprocessor,
+    export_model,
+    plain,
+)
+from kmexp.config import validate
+from kmexp.data import Split
+from kmexp.devices import build_device
+from kmexp.fit import DevScores, EpochLogger, StopOnNonFiniteLoss, fit
+from kmexp.metrics import classification_report
+from kmexp.records import versions, where, write_json
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.json"
+MODEL_FILE = "model.keras"
+HISTORY_FILE = "history.csv"
+
+
+def train(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
+    """Run the experiment that ``cfg`` describes and return its metrics."""
+    started = time.perf_counter()
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    record = {
+        "status": "running",
+        "language": plain(cfg.language),
+        "seed": cfg.seed,
+        "overrides": list(overrides),
+        "versions": versions(),
+        **where(),
+    }
+    logger = build_logger(cfg.logger, run_dir)
+    logger.start(plain(cfg), tags=[f"language={cfg.language.tag}", *overrides])
+    try:
+        validate(cfg)
+        record.update(_experiment(cfg, run_dir, logger))
+        record["status"] = "completed"
+    except BaseException as err:
+        # Record why the run ended before passing the error on: nothing is lost.
+        record["status"] = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
+        record["error"] = _one_line(err)
+        raise
+    finally:
+        record["seconds"] = {**record.get("seconds", {}), "total": round(time.perf_counter() - started, 3)}
+        write_json(run_dir / METRICS_FILE, record)
+        if record["status"] == "completed":
+            logger.log_summary(_summary(record))
+        logger.finish(record["status"])
+    return record
+
+
+def _experiment(cfg: DictConfig, run_dir: Path, logger) -> dict:
+    # Seed Python, NumPy and the backend before anything random happens.
+    keras.utils.set_random_seed(cfg.seed)
+    strategy = build_device(cfg.device)
+
+    splits = build_data(cfg.data).load()
+    labels = splits.labels
+    # The vocabulary (and idf) come from the training split only: dev and test stay unseen.
+    preprocessor = build_preprocessor(cfg.encoder.preprocessor, splits.train.texts)
+    train_set = _dataset(preprocessor, splits.train, labels, cfg.trainer.batch_size, shuffle_seed=cfg.seed)
+    dev_features, dev_targets = _features(preprocessor, splits.dev, labels, cfg.trainer.batch_size)
+
+    with strategy.scope():
+        embedder = build_embedder(cfg.encoder.embedder, preprocessor)
+        feature_shape = tuple(preprocessor.compute_output_shape((None,))[1:])
+        feature_dtype = dev_features.dtype.name
+        network = build_network(cfg.model, cfg.activation, embedder, feature_shape, feature_dtype, len(labels))
+        optimizer = build_optimizer(cfg.optimizer)
+        loss = build_loss(cfg.loss)
+    metrics = build_metrics(cfg.metric)
+    objective = next(iter(metrics))
+
+    # Model selection looks at dev only; test is scored once, at the end.
+    early_stopping = keras.callbacks.EarlyStopping(
+        monitor=f"val_{objective}", mode="max", patience=cfg.trainer.patience, restore_best_weights=True
+    )
+    callbacks = [
+        DevScores(dev_features, dev_targets, loss, metrics, cfg.trainer.batch_size),
+        StopOnNonFiniteLoss(),
+        early_stopping,
+        keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE)),
+        EpochLogger(logger, cfg.trainer.epochs),
+    ]
+    train_started = time.perf_counter()
+    history = fit(network, optimizer, loss, train_set, cfg.trainer.epochs, callbacks, cfg.device.jit_compile)
+    train_seconds = time.perf_counter() - train_started
+
+    # Export and evaluate the end-to-end model, so the scores are those of the saved file.
+    model = export_model(preprocessor, network)
+    model.save(run_dir / MODEL_FILE)
+    dev = _evaluate(model, splits.dev, labels, metrics, cfg.trainer.batch_size)
+    test = _evaluate(model, splits.test, labels, metrics, cfg.trainer.batch_size)
+    return {
+        "objective": {"name": objective, "split": "dev", "value": dev[objective]},
+        "labels": labels,
+        "dev": dev,
+        "test": test,
+        "epochs_run": len(history.epoch),
+        "best_epoch": early_stopping.best_epoch + 1,
+        "data": {**splits.info, "sizes": {name: len(getattr(splits, name).texts) for name in ("train", "dev", "test")}},
+        "seconds": {"train": round(train_seconds, 3)},
+    }
+
+
+def _targets(split: Split, labels: list[str]) -> np.ndarray:
+    index = {label: i for i, label in enumerate(labels)}
+    return keras.utils.to_categorical([index[label] for label in split.labels], len(labels))
+
+
+def _dataset(preprocessor, split: Split, labels: list[str], batch_size: int, shuffle_seed: int) -> tf.data.Dataset:
+    """Shuffled batches of (features, one-hot targets); the text preprocessing runs on the CPU in tf.data."""
+    texts = tf.constant(split.texts)
+    return (
+        tf.data.Dataset.from_tensor_slices((texts, _targets(split, labels)))
+        .shuffle(len(split.texts), seed=shuffle_seed, reshuffle_each_iteration=True)
+        .batch(batch_size)
+        .map(lambda x, y: (preprocessor(x), y), num_parallel_calls=tf.data.AUTOTUNE)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+
+def _features(preprocessor, split: Split, labels: list[str], batch_size: int) -> tuple[tf.Tensor, np.ndarray]:
+    """A split's features computed once, for scoring after every epoch."""
+    batches = tf.data.Dataset.from_tensor_slices(tf.constant(split.texts)).batch(batch_size).map(preprocessor)
+    return tf.concat(list(batches), axis=0), _targets(split, labels)
+
+
+def _evaluate(model: keras.Model, split: Split, labels: list[str], metrics: dict, batch_size: int) -> dict:
+    probabilities = model.predict(tf.constant(split.texts), batch_size=batch_size, verbose=0)
+    index = {label: i for i, label in enumerate(labels)}
+    y_true = np.array([index[label] for label in split.labels])
+    return classification_report(y_true, probabilities.argmax(1), labels, metrics)
+
+
+def _summary(record: dict) -> dict:
+    """Flat scalars for the logger's run summary."""
+    summary = {"objective": record["objective"]["value"], "epochs_run": record["epochs_run"]}
+    for split in ("dev", "test"):
+        for name, value in record[split].items():
+            if isinstance(value, float):
+                summary[f"{split}/{name}"] = value
+    return summary
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}".rstrip(": ")

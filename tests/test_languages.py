@@ -1,0 +1,188 @@
+"""Language presets in conf/language/ and the helpers in kmexp.languages."""
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+from omegaconf.errors import InterpolationToMissingValueError
+
+from kmexp import languages
+from kmexp.errors import ConfigError
+from kmexp.languages import check_code, direction_of, register_resolvers, script_of, uses_spaces
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+PRESET_DIR = CONF / "language"
+
+TAGS = (
+    "en fr de es pt it ru uk ar he fa hi bn ta zh zh-Hant ja ko th vi tr el sw am yo id".split()
+)
+NO_SPACES = {"zh", "zh-Hant", "ja", "th"}
+RTL = {"ar", "he", "fa"}
+KEYS = {"tag": str, "code": str, "name": str, "script": str, "spaces": bool, "direction": str}
+
+
+def sib200_codes() -> list[str]:
+    """The 205 language folders named in the manifest (lines `<sha256>  ./<lang>/<file>`)."""
+    lines = (ROOT / "kmexp" / "data" / "sib200.sha256").read_text().splitlines()
+    return sorted({line.split()[1].split("/")[1] for line in lines if line.strip()})
+
+
+CODES = sib200_codes()
+
+
+def load_preset(tag: str):
+    return OmegaConf.load(PRESET_DIR / f"{tag}.yaml")
+
+
+def test_manifest_has_205_languages():
+    assert len(CODES) == 205
+
+
+def test_preset_files_are_the_26_locales_and_generic():
+    assert {p.stem for p in PRESET_DIR.glob("*.yaml")} == set(TAGS) | {"generic"}
+
+
+@pytest.mark.parametrize("tag", TAGS)
+def test_preset(tag):
+    cfg = load_preset(tag)
+    assert set(cfg) == set(KEYS)
+    for key, kind in KEYS.items():
+        assert type(cfg[key]) is kind, (key, cfg[key])
+    assert cfg.tag == tag
+    assert cfg.code in CODES
+    # The declared facts must agree with what the resolvers derive for generic.yaml,
+    # so `language=fr` and `language=generic language.code=fra_Latn` mean the same thing.
+    assert cfg.script == script_of(cfg.code)
+    assert cfg.spaces is uses_spaces(cfg.code)
+    assert cfg.direction == direction_of(cfg.code)
+
+
+def test_no_space_presets():
+    assert {tag for tag in TAGS if not load_preset(tag).spaces} == NO_SPACES
+
+
+def test_rtl_presets():
+    assert {tag for tag in TAGS if load_preset(tag).direction == "rtl"} == RTL
+    assert {load_preset(tag).direction for tag in TAGS} == {"ltr", "rtl"}
+
+
+def test_presets_have_distinct_codes():
+    codes = [load_preset(tag).code for tag in TAGS]
+    assert len(set(codes)) == len(codes)
+
+
+@pytest.mark.parametrize(
+    ("code", "script", "spaces", "direction"),
+    [
+        ("yor_Latn", "Latn", True, "ltr"),
+        ("arb_Arab", "Arab", True, "rtl"),
+        ("tha_Thai", "Thai", False, "ltr"),
+        ("zho_Hant", "Hant", False, "ltr"),
+        ("bod_Tibt", "Tibt", False, "ltr"),
+        ("nqo_Nkoo", "Nkoo", True, "rtl"),
+        ("heb_Hebr", "Hebr", True, "rtl"),
+    ],
+)
+def test_generic_preset_resolves(code, script, spaces, direction):
+    register_resolvers()
+    cfg = load_preset("generic")
+    cfg.code = code
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    assert resolved == {
+        "tag": code,
+        "code": code,
+        "name": code,
+        "script": script,
+        "spaces": spaces,
+        "direction": direction,
+    }
+
+
+def test_generic_preset_requires_a_code():
+    register_resolvers()
+    cfg = load_preset("generic")
+    assert OmegaConf.is_missing(cfg, "code")
+    # Every derived key points at the missing code, so resolving fails loudly.
+    with pytest.raises(InterpolationToMissingValueError):
+        OmegaConf.to_container(cfg, resolve=True)
+
+
+def test_generic_preset_with_hydra():
+    """`language=generic language.code=...` as on the command line; ${.code} is relative."""
+    register_resolvers()
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose(overrides=["+language=generic", "language.code=pes_Arab"])
+    assert cfg.language.tag == "pes_Arab"
+    assert cfg.language.direction == "rtl"
+    assert cfg.language.spaces is True
+
+
+def test_preset_with_hyphenated_tag_composes_with_hydra():
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose(overrides=["+language=zh-Hant"])
+    assert cfg.language.code == "zho_Hant"
+
+
+def test_every_sib200_code_resolves_through_generic():
+    register_resolvers()
+    for code in CODES:
+        cfg = load_preset("generic")
+        cfg.code = code
+        resolved = OmegaConf.to_container(cfg, resolve=True)
+        assert resolved["direction"] in {"ltr", "rtl"}
+        assert code.endswith("_" + resolved["script"])
+
+
+def test_register_resolvers_is_idempotent():
+    register_resolvers()
+    register_resolvers()
+    for name in languages.RESOLVER_NAMES:
+        assert OmegaConf.has_resolver(name)
+
+
+def test_constants_are_immutable():
+    assert isinstance(languages.NO_SPACE_SCRIPTS, frozenset)
+    assert isinstance(languages.RTL_SCRIPTS, frozenset)
+    assert isinstance(languages.RESOLVER_NAMES, tuple)
+
+
+def test_malformed_code_is_a_config_error():
+    with pytest.raises(ConfigError, match="fra_Latn"):
+        script_of("french")
+
+
+def test_check_code_accepts_valid_codes():
+    for code in CODES:
+        check_code(code, CODES)
+
+
+def test_check_code_suggests_the_closest_code():
+    with pytest.raises(ConfigError) as err:
+        check_code("fra_Latm", CODES)
+    message = str(err.value)
+    assert "fra_Latn" in message
+    assert message.startswith("language.code='fra_Latm' is not a SIB-200 language code; closest: fra_Latn")
+    assert "(205 codes: see conf/language/ or ../shared/sib200)" in message
+    assert "\n" not in message
+
+
+def test_check_code_ignores_case_when_suggesting():
+    with pytest.raises(ConfigError, match="closest: fra_Latn"):
+        check_code("FRA_LATN", CODES)
+
+
+def test_check_code_falls_back_to_the_same_script():
+    # Too far from every code for difflib, but the script is right.
+    with pytest.raises(ConfigError, match="closest: sat_Olck "):
+        check_code("zzzzzz_Olck", CODES)
+
+
+def test_check_code_without_any_suggestion_is_still_one_line():
+    with pytest.raises(ConfigError) as err:
+        check_code("xx_Fake", CODES)
+    assert str(err.value) == (
+        "language.code='xx_Fake' is not a SIB-200 language code "
+        "(205 codes: see conf/language/ or ../shared/sib200)"
+    )
