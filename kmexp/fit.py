@@ -78,7 +78,7 @@ def fit(network: keras.Model, optimizer, loss, train, epochs: int, callbacks: li
     if isinstance(optimizer, LBFGS):
         return fit_full_batch(network, optimizer, loss, train, epochs, callbacks)
     network.compile(optimizer=optimizer, loss=loss, jit_compile=jit_compile)
-    return network.fit(train, epochs=epochs, callbacks=callbacks, verbose=0)
+    return network.fit(train, epochs=epochs, callbacks=callbacks, verbose=0, shuffle=False)
 
 
 def fit_full_batch(network: keras.Model, optimizer: LBFGS, loss, train, epochs: int, callbacks: list):
@@ -87,8 +87,9 @@ def fit_full_batch(network: keras.Model, optimizer: LBFGS, loss, train, epochs: 
     The loss is the deterministic full-batch loss (dropout off, inference mode),
     because L-BFGS's line search needs the same function at every evaluation.
     """
-    features = tf.concat([x for x, _ in train], axis=0)
-    targets = tf.concat([y for _, y in train], axis=0)
+    batches = list(train)  # one pass: the dataset reshuffles on every pass
+    features = tf.concat([x for x, _ in batches], axis=0)
+    targets = tf.concat([y for _, y in batches], axis=0)
 
     def objective():
         return loss(targets, network(features, training=False)) + sum(network.losses, 0.0)

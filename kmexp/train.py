@@ -56,7 +56,8 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
         **where(),
     }
     logger = build_logger(cfg.logger, run_dir)
-    logger.start(plain(cfg), tags=[f"language={cfg.language.tag}", *overrides])
+    tags = list(dict.fromkeys([f"language={cfg.language.tag}", *overrides]))  # ordered, no repeats
+    logger.start(plain(cfg), tags=tags)
     try:
         validate(cfg)
         record.update(_experiment(cfg, run_dir, logger))

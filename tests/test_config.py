@@ -1,0 +1,173 @@
+"""Every option of every config group composes with Hydra's compose API and builds its object."""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from kmexp.builders import (
+    build_activation,
+    build_data,
+    build_embedder,
+    build_logger,
+    build_loss,
+    build_metrics,
+    build_network,
+    build_optimizer,
+    build_preprocessor,
+    export_model,
+)
+from kmexp.config import register_configs, validate
+from kmexp.devices import build_device
+from kmexp.errors import ConfigError, DeviceError
+from kmexp.paths import config_dir
+
+from conftest import make_rows
+
+GROUPS = ("data", "language", "encoder", "activation", "loss", "optimizer", "metric", "device", "model", "trainer", "logger")
+
+
+def options(group: str) -> list[str]:
+    return sorted(path.stem for path in (config_dir() / group).glob("*.yaml"))
+
+
+def load(overrides: list[str] = ()):
+    register_configs()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+def test_every_group_exists_with_the_contracted_default():
+    cfg = load()
+    assert set(GROUPS) <= set(cfg)
+    assert cfg.language.code == "eng_Latn"
+    assert cfg.encoder.preprocessor.analyzer == "char_wb"
+    assert list(cfg.metric) == ["accuracy", "macro_f1"]
+    assert cfg.optimizer._target_ == "keras.optimizers.Adam"
+    assert cfg.logger._target_ == "kmexp.loggers.WandbLogger"
+    assert cfg.device.kind == "auto" and cfg.seed == 0
+    validate(cfg)
+
+
+def test_groups_have_at_least_the_contracted_options():
+    assert {"sib200", "files"} <= set(options("data"))
+    assert {"onehot", "char_ngram", "embedding"} <= set(options("encoder"))
+    assert {"relu", "gelu", "sigmoid", "tanh", "silu", "elu", "selu", "leaky_relu"} <= set(options("activation"))
+    assert {"crossentropy", "label_smoothing", "focal", "mse"} <= set(options("loss"))
+    assert {"adam", "adamw", "sgd", "adagrad", "rmsprop", "lbfgs"} <= set(options("optimizer"))
+    assert {"accuracy", "macro_f1", "weighted_f1", "macro_precision", "macro_recall"} <= set(options("metric"))
+    assert {"auto", "cpu", "gpu"} <= set(options("device"))
+    assert {"wandb", "csv", "none"} <= set(options("logger"))
+    assert len(set(options("language")) - {"generic"}) >= 26
+
+
+@pytest.mark.parametrize("name", options("language"))
+def test_language_presets_compose(name):
+    extra = ["language.code=yor_Latn"] if name == "generic" else []
+    cfg = load([f"language={name}", *extra])
+    resolved = OmegaConf.to_container(cfg.language, resolve=True)
+    assert resolved["code"] == cfg.data.code
+    assert resolved["direction"] in ("ltr", "rtl") and isinstance(resolved["spaces"], bool)
+    validate(cfg)
+
+
+@pytest.mark.parametrize("name", options("activation"))
+def test_activations_build(name):
+    layer = build_activation(load([f"activation={name}"]).activation)
+    out = layer(tf.constant([[-1.0, 0.0, 2.0]]))
+    assert out.shape == (1, 3) and np.all(np.isfinite(out))
+
+
+@pytest.mark.parametrize("name", options("loss"))
+def test_losses_build(name):
+    loss = build_loss(load([f"loss={name}"]).loss)
+    targets = tf.constant([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    good = loss(targets, tf.constant([[0.9, 0.05, 0.05], [0.1, 0.8, 0.1]]))
+    bad = loss(targets, tf.constant([[0.05, 0.9, 0.05], [0.8, 0.1, 0.1]]))
+    assert math.isfinite(float(good)) and float(good) < float(bad)
+
+
+@pytest.mark.parametrize("name", options("optimizer"))
+def test_optimizers_build_and_expose_learning_rate(name):
+    cfg = load([f"optimizer={name}"])
+    optimizer = build_optimizer(cfg.optimizer)
+    assert float(optimizer.learning_rate) == pytest.approx(cfg.optimizer.learning_rate)
+
+
+def test_metrics_select_several_in_order():
+    cfg = load(["metric=[macro_f1,accuracy,weighted_f1,macro_precision,macro_recall]"])
+    metrics = build_metrics(cfg.metric)
+    assert list(metrics) == ["macro_f1", "accuracy", "weighted_f1", "macro_precision", "macro_recall"]
+    cm = np.array([[3, 1], [0, 4]])
+    assert metrics["accuracy"](cm) == pytest.approx(7 / 8)
+
+
+@pytest.mark.parametrize("name", ["auto", "cpu"])
+def test_devices_build_a_strategy(name):
+    strategy = build_device(load([f"device={name}"]).device)
+    assert isinstance(strategy, tf.distribute.Strategy)
+
+
+def test_gpu_device_fails_clearly_without_a_gpu():
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("a GPU is visible")
+    with pytest.raises(DeviceError, match="no GPU is visible"):
+        build_device(load(["device=gpu"]).device)
+
+
+@pytest.mark.parametrize("name", options("logger"))
+def test_loggers_build(name, tmp_path):
+    logger = build_logger(load([f"logger={name}"]).logger, tmp_path)
+    assert hasattr(logger, "log_epoch") and hasattr(logger, "finish")
+
+
+def test_data_options_build(small_data, tmp_path):
+    sib = build_data(load(["language=fr", f"data.cache_dir={tmp_path}"]).data)
+    assert sib.code == "fra_Latn"
+    files = build_data(load(["data=files", f"data.train={small_data['train']}", f"data.test={small_data['test']}"]).data)
+    splits = files.load()
+    assert len(splits.train.texts) + len(splits.dev.texts) == 90 and len(splits.labels) == 3
+
+
+@pytest.mark.parametrize("name", options("encoder"))
+@pytest.mark.parametrize("hidden", ["[]", "[16,8]"])
+def test_encoders_and_model_build_end_to_end(name, hidden):
+    cfg = load([f"encoder={name}", f"model.hidden_units={hidden}", "model.dropout=0.1"])
+    texts = [row["text"] for row in make_rows(10, seed=0)]
+    preprocessor = build_preprocessor(cfg.encoder.preprocessor, texts)
+    embedder = build_embedder(cfg.encoder.embedder, preprocessor)
+    features = preprocessor(tf.constant(texts[:4]))
+    network = build_network(cfg.model, cfg.activation, embedder, tuple(features.shape[1:]), features.dtype.name, 3)
+    probabilities = export_model(preprocessor, network).predict(tf.constant(texts[:4]), verbose=0)
+    assert probabilities.shape == (4, 3)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("optimizer.learning_rate=-1", "optimizer.learning_rate"),
+        ("model.dropout=1.5", "model.dropout"),
+        ("trainer.batch_size=0", "trainer.batch_size"),
+        ("trainer.epochs=0", "trainer.epochs"),
+        ("model.hidden_units=[8,0]", "model.hidden_units[1]"),
+        ("encoder.preprocessor.ngram_range=[3,2]", "encoder.preprocessor.ngram_range"),
+        ("language.code=xx_Fake", "language.code"),
+    ],
+)
+def test_validation_names_the_key(override, key):
+    with pytest.raises(ConfigError, match=key.replace("[", r"\[").replace("]", r"\]")):
+        validate(load([override]))
+
+
+def test_validation_reports_all_problems_at_once():
+    with pytest.raises(ConfigError) as err:
+        validate(load(["optimizer.learning_rate=0", "trainer.epochs=0", "model.dropout=-0.1"]))
+    message = str(err.value)
+    assert "optimizer.learning_rate" in message and "trainer.epochs" in message and "model.dropout" in message

@@ -1,0 +1,135 @@
+"""End-to-end runs of ``python -m kmexp`` in a subprocess, on small data the test writes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from conftest import files_overrides, only_run_dir, run_cli
+
+METRIC_KEYS = {"accuracy", "macro_f1", "per_class", "confusion_matrix"}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """One default-config run (W&B offline included) on small multilingual files."""
+    from conftest import make_rows, write_tsv
+
+    folder = tmp_path_factory.mktemp("run")
+    data = {
+        "train": write_tsv(folder / "train.tsv", make_rows(30, seed=1)),
+        "dev": write_tsv(folder / "dev.tsv", make_rows(10, seed=2)),
+        "test": write_tsv(folder / "test.tsv", make_rows(10, seed=3)),
+    }
+    overrides = [*files_overrides(data), "language=fr", "optimizer=adam", "trainer.epochs=8", "metric=[macro_f1,accuracy,weighted_f1]"]
+    result = run_cli(overrides, cwd=folder)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = only_run_dir(folder / "outputs")
+    return result, run_dir, json.loads((run_dir / "metrics.json").read_text())
+
+
+def test_run_writes_metrics_json(finished_run):
+    _, run_dir, metrics = finished_run
+    assert metrics["status"] == "completed" and "error" not in metrics
+    assert metrics["labels"] == ["food", "sports", "weather"]
+    assert metrics["language"]["code"] == "fra_Latn" and metrics["seed"] == 0
+    assert "optimizer=adam" in metrics["overrides"]
+    assert 1 <= metrics["epochs_run"] <= 8
+    assert metrics["seconds"]["total"] >= metrics["seconds"]["train"] > 0
+    assert {"python", "keras", "tensorflow", "kmexp"} <= set(metrics["versions"])
+    assert isinstance(metrics["pid"], int) and metrics["host"]
+    for split in ("dev", "test"):
+        scores = metrics[split]
+        assert METRIC_KEYS | {"weighted_f1"} <= set(scores)
+        assert set(scores["per_class"]) == set(metrics["labels"])
+        assert set(scores["per_class"]["food"]) == {"precision", "recall", "f1", "support"}
+        cm = np.array(scores["confusion_matrix"])
+        assert cm.shape == (3, 3) and cm.sum() == 30
+        assert scores["accuracy"] == pytest.approx(np.trace(cm) / cm.sum())
+    # The first selected metric, on dev, is the objective the entry point returns.
+    assert metrics["objective"] == {"name": "macro_f1", "split": "dev", "value": metrics["dev"]["macro_f1"]}
+    # Three well-separated topics: a working pipeline learns them.
+    assert metrics["test"]["accuracy"] >= 0.8
+
+
+def test_run_writes_history_and_prints_a_summary(finished_run):
+    result, run_dir, metrics = finished_run
+    with open(run_dir / "history.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == metrics["epochs_run"]
+    assert {"epoch", "loss", "val_loss", "val_macro_f1", "val_accuracy"} <= set(rows[0])
+    assert "<- objective" in result.stdout and "macro_f1" in result.stdout
+
+
+def test_saved_model_predicts_raw_strings_in_a_fresh_process(finished_run):
+    _, run_dir, metrics = finished_run
+    script = textwrap.dedent(
+        f"""
+        import json, keras, tensorflow as tf
+        import kmexp
+        model = keras.models.load_model({str(run_dir / "model.keras")!r}, safe_mode=True)
+        texts = ["le match de football", "хлеб и суп", "今天下雨", "مطر ورياح", "", "🙂 mixed text 中文 عربى"]
+        print(json.dumps(model.predict(tf.constant(texts), verbose=0).tolist()))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    probabilities = np.array(json.loads(out.stdout.strip().splitlines()[-1]))
+    assert probabilities.shape == (6, len(metrics["labels"]))
+    assert np.all(probabilities >= 0)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    labels = metrics["labels"]
+    assert [labels[i] for i in probabilities[:4].argmax(axis=1)] == ["sports", "food", "weather", "weather"]
+
+
+def test_wandb_run_is_offline_in_the_run_folder(finished_run):
+    _, run_dir, metrics = finished_run
+    runs = list((run_dir / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    out = subprocess.run(
+        ["wandb", "leet", "inspect", "--summary", "--json", str(runs[0])], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    record = json.loads(out.stdout)
+    assert record["state"] == "finished" and record["exit_code"] == 0
+    assert record["config"]["language"]["code"] == "fra_Latn"  # the resolved config went in
+    assert record["summary"]["test/accuracy"] == pytest.approx(metrics["test"]["accuracy"])
+    assert record["summary"]["objective"] == pytest.approx(metrics["objective"]["value"])
+    assert record["summary"]["epochs_run"] == metrics["epochs_run"]
+    assert "language=fr" in record["tags"] and "optimizer=adam" in record["tags"]
+
+
+def test_csv_logger_writes_epochs_and_summary(small_data, tmp_path):
+    result = run_cli([*files_overrides(small_data), "logger=csv", "trainer.epochs=2", "trainer.patience=5"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = only_run_dir(tmp_path / "outputs")
+    with open(run_dir / "logs" / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [row["epoch"] for row in rows] == ["1", "2", "summary"]
+    assert all(row["status"] == "completed" for row in rows)
+
+
+def test_a_failed_run_says_why_and_records_it(small_data, tmp_path):
+    missing = tmp_path / "nope.tsv"
+    overrides = ["data=files", f"data.train={missing}", f"data.test={small_data['test']}", "logger=none"]
+    result = run_cli(overrides, cwd=tmp_path)
+    assert result.returncode != 0
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert "nope.tsv" in last_line and "data.train" in last_line
+    assert "Traceback" not in result.stderr
+    metrics = json.loads((only_run_dir(tmp_path / "outputs") / "metrics.json").read_text())
+    assert metrics["status"] == "failed" and "nope.tsv" in metrics["error"]
+
+
+@pytest.mark.parametrize("optimizer", ["lbfgs", "sgd"])
+def test_other_optimizers_train_end_to_end(small_data, tmp_path, optimizer):
+    result = run_cli([*files_overrides(small_data), f"optimizer={optimizer}", "logger=none", "trainer.epochs=5"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((only_run_dir(tmp_path / "outputs") / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and metrics["test"]["accuracy"] >= 0.8
