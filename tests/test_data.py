@@ -12,9 +12,10 @@ import os
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
 from kmexp.data import SIB200, LabeledFiles, Split, Splits, sib200_codes
-from kmexp.data.sib200 import SIB200_BASE_URL, SIB200_COMMIT
+from kmexp.paths import config_dir
 from kmexp.errors import ConfigError, DataError
 
 TRAIN = [
@@ -69,7 +70,17 @@ def write_set(folder: Path, ext: str, train=TRAIN, dev=DEV, test=TEST) -> dict[s
             for name, rows in (("train", train), ("dev", dev), ("test", test))}
 
 
+def yaml_defaults(option: str, *keys: str) -> dict:
+    """The defaults that conf/data/<option>.yaml gives these keys: the YAML holds every default."""
+    cfg = OmegaConf.load(config_dir() / "data" / f"{option}.yaml")
+    return {key: cfg[key] for key in keys}
+
+
+FILES_DEFAULTS = yaml_defaults("files", "text_column", "label_column", "dev_fraction")
+
+
 def load(paths: dict[str, str], **kwargs) -> Splits:
+    kwargs = {**FILES_DEFAULTS, "seed": 0, **kwargs}
     return LabeledFiles(paths["train"], paths.get("dev"), paths["test"], **kwargs).load()
 
 
@@ -126,7 +137,7 @@ def test_stratified_dev_split_is_seeded_and_covers_every_class(tmp_path):
 
 def test_dev_fraction_outside_0_1_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="data.dev_fraction"):
-        LabeledFiles("train.tsv", None, "test.tsv", dev_fraction=1.5)
+        LabeledFiles("train.tsv", None, "test.tsv", **{**FILES_DEFAULTS, "seed": 0, "dev_fraction": 1.5})
 
 
 # --- LabeledFiles: errors --------------------------------------------------
@@ -213,7 +224,7 @@ def test_a_split_left_empty_is_an_error(tmp_path):
 
 def sib200(root, code="fra_Latn", cache_dir="unused-cache"):
     return SIB200(root=root, code=code, cache_dir=cache_dir,
-                  base_url=SIB200_BASE_URL, commit=SIB200_COMMIT)
+                  **yaml_defaults("sib200", "base_url", "commit", "timeout_s"))
 
 
 def test_sib200_codes_come_from_the_shipped_sums():

@@ -18,7 +18,7 @@ import pytest
 
 from kmexp.data import SIB200
 from kmexp.data.sib200 import SIB200_COMMIT, download_file
-from kmexp.errors import DataError
+from kmexp.errors import ConfigError, DataError
 
 CODE = "fra_Latn"
 
@@ -146,3 +146,9 @@ def test_no_server_names_kmexp_data_dir_and_url(closed_port, tmp_path):
     assert f"{base_url}/{SIB200_COMMIT}/data/annotated/{CODE}/train.tsv" in message
     assert "\n" not in message
     assert _files_in(tmp_path / "cache") == []
+
+
+def test_a_commit_without_shipped_sums_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="data.commit"):
+        SIB200(root=None, code=CODE, cache_dir=str(tmp_path), base_url="http://127.0.0.1:9",
+               commit="0" * 40, timeout_s=5.0)

@@ -34,10 +34,10 @@ class LabeledFiles:
         train: str,
         dev: str | None,
         test: str,
-        text_column: str = "text",
-        label_column: str = "label",
-        dev_fraction: float = 0.1,
-        seed: int = 0,
+        text_column: str,
+        label_column: str,
+        dev_fraction: float,
+        seed: int,
     ):
         if dev is None and not 0.0 < dev_fraction < 1.0:
             raise ConfigError(

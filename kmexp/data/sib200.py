@@ -29,7 +29,7 @@ from kmexp.languages import check_code
 from kmexp.data.files import read_split
 from kmexp.data.splits import Splits, make_splits
 
-SIB200_BASE_URL = "https://raw.githubusercontent.com/dadelani/sib-200"
+# The upstream commit that the shipped sums (sib200.sha256) were taken from.
 SIB200_COMMIT = "593cea88519930f776c1a4a1980b6a35b39dca57"
 SPLIT_FILES = ("train.tsv", "dev.tsv", "test.tsv")
 TEXT_COLUMN = "text"
@@ -64,12 +64,17 @@ class SIB200:
         cache_dir: str,
         base_url: str,
         commit: str,
-        timeout_s: float = 30.0,
+        timeout_s: float,
     ):
         self._sums = _shipped_sums()
         check_code(code, sorted({name.split("/", 1)[0] for name in self._sums}))
         if timeout_s <= 0:
             raise ConfigError(f"data.timeout_s: got {timeout_s!r}; it must be > 0 seconds")
+        if root is None and commit != SIB200_COMMIT:
+            raise ConfigError(
+                f"data.commit={commit!r} has no shipped sha256 sums; downloads are verified for "
+                f"{SIB200_COMMIT} only (set KMEXP_DATA_DIR to use another version)"
+            )
         self.root = root
         self.code = code
         self.cache_dir = cache_dir
