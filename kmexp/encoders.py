@@ -113,6 +113,8 @@ class TextFeaturizer(keras.layers.Layer):
         **kwargs,
     ):
         kwargs.setdefault("trainable", False)
+        # Preprocessing computes in float32 whatever the global precision policy says.
+        kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         self.analyzer = analyzer
         self.ngram_range = tuple(int(n) for n in ngram_range)
@@ -211,6 +213,8 @@ class TokenSequencer(keras.layers.Layer):
         **kwargs,
     ):
         kwargs.setdefault("trainable", False)
+        # Preprocessing computes in float32 whatever the global precision policy says.
+        kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         self.analyzer = analyzer
         self.ngram_range = tuple(int(n) for n in ngram_range)

@@ -171,3 +171,16 @@ def test_validation_reports_all_problems_at_once():
         validate(load(["optimizer.learning_rate=0", "trainer.epochs=0", "model.dropout=-0.1"]))
     message = str(err.value)
     assert "optimizer.learning_rate" in message and "trainer.epochs" in message and "model.dropout" in message
+
+
+@pytest.mark.parametrize("language", ["zh", "zh-Hant", "ja", "th"])
+@pytest.mark.parametrize("encoder", ["onehot", "embedding"])
+def test_word_encoders_fall_back_to_characters_without_spaces(language, encoder):
+    cfg = load([f"language={language}", f"encoder={encoder}"])
+    assert cfg.language.spaces is False
+    assert cfg.encoder.preprocessor.analyzer == "char"
+
+
+@pytest.mark.parametrize("language", ["en", "fr", "ar"])
+def test_word_encoders_split_words_where_scripts_use_spaces(language):
+    assert load([f"language={language}", "encoder=onehot"]).encoder.preprocessor.analyzer == "word"

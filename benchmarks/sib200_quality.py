@@ -1,0 +1,134 @@
+"""Quality and speed on SIB-200: kmexp's config against the scikit-learn reference, in one run.
+
+For each language, trains kmexp (the default config plus any overrides given)
+and the reference char n-gram SVM from ``../shared/reference/sklearn_char_svm.py``
+on the same machine, and writes a markdown table: test accuracy of each, the
+difference, and seconds for each (fit plus evaluate, after imports).
+
+    KMEXP_DATA_DIR=../shared/sib200 python benchmarks/sib200_quality.py            # the 26 presets
+    KMEXP_DATA_DIR=../shared/sib200 python benchmarks/sib200_quality.py --all      # all 205
+    python benchmarks/sib200_quality.py --languages fr zh -- encoder=onehot        # overrides after --
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import keras
+import pandas as pd
+from hydra import compose, initialize_config_dir
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.metrics import accuracy_score
+from sklearn.pipeline import make_pipeline
+from sklearn.svm import LinearSVC
+
+from kmexp.config import register_configs
+from kmexp.data import sib200_codes
+from kmexp.paths import config_dir
+from kmexp.train import train
+
+HERE = Path(__file__).resolve().parent
+
+
+def preset_languages() -> list[str]:
+    return sorted(p.stem for p in (config_dir() / "language").glob("*.yaml") if p.stem != "generic")
+
+
+def kmexp_run(language: list[str], overrides: list[str], run_dir: Path) -> tuple[float, float]:
+    """Test accuracy and seconds (fit plus evaluate) of one kmexp run."""
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose("config", overrides=[*language, "logger=none", *overrides])
+    keras.backend.clear_session()  # each language starts from a clean Keras state
+    started = time.perf_counter()
+    metrics = train(cfg, run_dir, overrides)
+    return metrics["test"]["accuracy"], time.perf_counter() - started
+
+
+def reference_run(root: Path, code: str) -> tuple[float, float]:
+    """The reference: TF-IDF over char_wb 1-5-grams + LinearSVC(C=0.5), as in shared/reference."""
+    train_df = pd.read_csv(root / code / "train.tsv", sep="\t")
+    test_df = pd.read_csv(root / code / "test.tsv", sep="\t")
+    started = time.perf_counter()
+    model = make_pipeline(
+        TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 5), sublinear_tf=True), LinearSVC(C=0.5)
+    ).fit(train_df.text, train_df.category)
+    accuracy = accuracy_score(test_df.category, model.predict(test_df.text))
+    return accuracy, time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--all", action="store_true", help="all 205 SIB-200 languages")
+    parser.add_argument("--languages", nargs="*", help="preset tags (fr, zh, ...) or SIB-200 codes")
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "sib200_quality.md")
+    parser.add_argument("overrides", nargs="*", help="kmexp config overrides, after --")
+    args = parser.parse_args()
+    root = Path(os.environ["KMEXP_DATA_DIR"])
+    register_configs()
+
+    if args.all:
+        languages = [(code, ["language=generic", f"language.code={code}"]) for code in sib200_codes()]
+    else:
+        tags = args.languages or preset_languages()
+        languages = [_language(tag) for tag in tags]
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, (code, language) in enumerate(languages):
+            ours, ours_s = kmexp_run(language, args.overrides, Path(tmp) / str(i))
+            ref, ref_s = reference_run(root, code)
+            rows.append({"language": code, "kmexp": ours, "reference": ref, "ours_s": ours_s, "ref_s": ref_s})
+            print(f"{i + 1}/{len(languages)} {code}: kmexp {ours:.4f} ({ours_s:.1f}s)  reference {ref:.4f} ({ref_s:.2f}s)", flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(report(rows, args.overrides))
+    print(f"wrote {args.out}")
+
+
+def _language(tag: str) -> tuple[str, list[str]]:
+    if "_" in tag:  # a SIB-200 code
+        return tag, ["language=generic", f"language.code={tag}"]
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        code = compose("config", overrides=[f"language={tag}"]).language.code
+    return code, [f"language={tag}"]
+
+
+def report(rows: list[dict], overrides: list[str]) -> str:
+    lines = [
+        "# SIB-200 test accuracy: kmexp vs the scikit-learn char n-gram SVM reference",
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}; "
+        f"kmexp overrides: {' '.join(overrides) or '(default config)'}.",
+        "Seconds: fit plus evaluate, after imports, both measured in this run.",
+        "",
+        "| language | kmexp | reference | difference | kmexp s | reference s |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['language']} | {100 * r['kmexp']:.1f} | {100 * r['reference']:.1f} | "
+            f"{100 * (r['kmexp'] - r['reference']):+.1f} | {r['ours_s']:.1f} | {r['ref_s']:.2f} |"
+        )
+    worst = min(rows, key=lambda r: r["kmexp"] - r["reference"])
+    ours_mean = 100 * statistics.mean(r["kmexp"] for r in rows)
+    ref_mean = 100 * statistics.mean(r["reference"] for r in rows)
+    time_ratio = statistics.median(r["ours_s"] / r["ref_s"] for r in rows)
+    lines += [
+        "",
+        f"- Mean accuracy over {len(rows)} languages: kmexp {ours_mean:.1f}, reference {ref_mean:.1f} "
+        f"({ours_mean - ref_mean:+.1f}).",
+        f"- Worst language against the reference: {worst['language']} "
+        f"({100 * (worst['kmexp'] - worst['reference']):+.1f} points).",
+        f"- Time ratio kmexp / reference (median over languages): {time_ratio:.1f}x.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
