@@ -60,17 +60,20 @@ def build_network(
     cfg: DictConfig,
     activation_cfg: DictConfig,
     embedder: keras.layers.Layer | None,
-    input_shape: tuple,
-    input_dtype: str,
+    features: keras.KerasTensor,
     n_labels: int,
 ) -> keras.Model:
-    """The trainable network: features (or ids) -> [embedder] -> hidden layers -> label probabilities.
+    """The trainable network: features (or ids) -> [embedder] -> hidden layers -> one score per label.
 
-    ``cfg`` is the ``model`` subtree. The output layer computes in float32 so that
-    probabilities stay exact under mixed precision.
+    ``cfg`` is the ``model`` subtree; ``features`` describes the preprocessor's
+    output (shape, dtype, sparse). The network returns logits, which every loss
+    takes; the exported model turns them into probabilities. The output layer
+    computes in float32 so that scores stay exact under mixed precision.
     """
     regularizer = keras.regularizers.L2(cfg.l2) if cfg.l2 > 0 else None
-    layers: list[keras.layers.Layer] = [keras.Input(shape=input_shape, dtype=input_dtype)]
+    layers: list[keras.layers.Layer] = [
+        keras.Input(shape=features.shape[1:], dtype=features.dtype, sparse=features.sparse)
+    ]
     if embedder is not None:
         layers.append(embedder)
     for units in cfg.hidden_units:
@@ -80,15 +83,15 @@ def build_network(
         layers.append(build_activation(activation_cfg))
     if cfg.dropout > 0:
         layers.append(keras.layers.Dropout(cfg.dropout))
-    layers.append(keras.layers.Dense(n_labels, kernel_regularizer=regularizer))
-    layers.append(keras.layers.Activation("softmax", dtype="float32", name="probabilities"))
+    layers.append(keras.layers.Dense(n_labels, kernel_regularizer=regularizer, dtype="float32", name="logits"))
     return keras.Sequential(layers, name="network")
 
 
 def export_model(preprocessor: keras.layers.Layer, network: keras.Model) -> keras.Model:
     """The end-to-end model: raw strings in, label probabilities out."""
     texts = keras.Input(shape=(), dtype="string", name="text")
-    return keras.Model(texts, network(preprocessor(texts)), name="kmexp_text_classifier")
+    probabilities = keras.layers.Softmax(dtype="float32", name="probabilities")(network(preprocessor(texts)))
+    return keras.Model(texts, probabilities, name="kmexp_text_classifier")
 
 
 def plain(cfg: DictConfig) -> dict:

@@ -29,6 +29,11 @@ def validate(cfg: DictConfig) -> None:
         *_check_model(cfg.model),
         *_check_ngram_range("encoder.preprocessor.ngram_range", cfg.encoder.preprocessor.get("ngram_range")),
     ]
+    if cfg.device.jit_compile and cfg.encoder.preprocessor.get("sparse"):
+        problems.append(
+            "device.jit_compile=true cannot compile sparse features; "
+            "set encoder.preprocessor.sparse=false or device.jit_compile=false"
+        )
     if len(cfg.metric) == 0:
         problems.append("metric=[] selects no metric; choose at least one, e.g. metric=[accuracy,macro_f1]")
     if problems:

@@ -39,9 +39,9 @@ class DevScores(keras.callbacks.Callback):
         self.batch_size = batch_size
 
     def on_epoch_end(self, epoch, logs=None):
-        probabilities = self.model.predict(self.features, batch_size=self.batch_size, verbose=0)
-        cm = confusion_matrix(self.targets.argmax(1), probabilities.argmax(1), self.targets.shape[1])
-        logs["val_loss"] = float(self.loss(self.targets, probabilities))
+        logits = self.model.predict(self.features, batch_size=self.batch_size, verbose=0)
+        cm = confusion_matrix(self.targets.argmax(1), logits.argmax(1), self.targets.shape[1])
+        logs["val_loss"] = float(self.loss(self.targets, logits))
         for name, metric in self.metrics.items():
             logs[f"val_{name}"] = float(metric(cm))
 
@@ -70,6 +70,13 @@ class EpochLogger(keras.callbacks.Callback):
         log.info("epoch %d/%d  %s", epoch + 1, self.epochs, shown)
 
 
+def concat_rows(parts: list) -> tf.Tensor | tf.SparseTensor:
+    """Stack batches of features (dense or sparse) into one."""
+    if isinstance(parts[0], tf.SparseTensor):
+        return tf.sparse.concat(axis=0, sp_inputs=parts)
+    return tf.concat(parts, axis=0)
+
+
 def fit(network: keras.Model, optimizer, loss, train, epochs: int, callbacks: list, jit_compile: bool):
     """Train ``network`` and return its ``keras.callbacks.History``.
 
@@ -88,7 +95,7 @@ def fit_full_batch(network: keras.Model, optimizer: LBFGS, loss, train, epochs: 
     because L-BFGS's line search needs the same function at every evaluation.
     """
     batches = list(train)  # one pass: the dataset reshuffles on every pass
-    features = tf.concat([x for x, _ in batches], axis=0)
+    features = concat_rows([x for x, _ in batches])
     targets = tf.concat([y for _, y in batches], axis=0)
 
     def objective():

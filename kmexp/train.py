@@ -31,7 +31,7 @@ from kmexp.builders import (
 from kmexp.config import validate
 from kmexp.data import Split
 from kmexp.devices import build_device
-from kmexp.fit import DevScores, EpochLogger, StopOnNonFiniteLoss, fit
+from kmexp.fit import DevScores, EpochLogger, StopOnNonFiniteLoss, concat_rows, fit
 from kmexp.metrics import classification_report
 from kmexp.records import versions, where, write_json
 
@@ -90,9 +90,8 @@ def _experiment(cfg: DictConfig, run_dir: Path, logger) -> dict:
 
     with strategy.scope():
         embedder = build_embedder(cfg.encoder.embedder, preprocessor)
-        feature_shape = tuple(preprocessor.compute_output_shape((None,))[1:])
-        feature_dtype = dev_features.dtype.name
-        network = build_network(cfg.model, cfg.activation, embedder, feature_shape, feature_dtype, len(labels))
+        features = preprocessor.compute_output_spec(keras.KerasTensor((None,), dtype="string"))
+        network = build_network(cfg.model, cfg.activation, embedder, features, len(labels))
         optimizer = build_optimizer(cfg.optimizer)
         loss = build_loss(cfg.loss)
     metrics = build_metrics(cfg.metric)
@@ -150,7 +149,7 @@ def _dataset(preprocessor, split: Split, labels: list[str], batch_size: int, shu
 def _features(preprocessor, split: Split, labels: list[str], batch_size: int) -> tuple[tf.Tensor, np.ndarray]:
     """A split's features computed once, for scoring after every epoch."""
     batches = tf.data.Dataset.from_tensor_slices(tf.constant(split.texts)).batch(batch_size).map(preprocessor)
-    return tf.concat(list(batches), axis=0), _targets(split, labels)
+    return concat_rows(list(batches)), _targets(split, labels)
 
 
 def _evaluate(model: keras.Model, split: Split, labels: list[str], metrics: dict, batch_size: int) -> dict:

@@ -34,7 +34,7 @@ GROUPS = ("data", "language", "encoder", "activation", "loss", "optimizer", "met
 
 
 def options(group: str) -> list[str]:
-    return sorted(path.stem for path in (config_dir() / group).glob("*.yaml"))
+    return sorted(path.stem for path in (config_dir() / group).glob("*.yaml") if not path.stem.startswith("_"))
 
 
 def load(overrides: list[str] = ()):
@@ -59,7 +59,7 @@ def test_groups_have_at_least_the_contracted_options():
     assert {"sib200", "files"} <= set(options("data"))
     assert {"onehot", "char_ngram", "embedding"} <= set(options("encoder"))
     assert {"relu", "gelu", "sigmoid", "tanh", "silu", "elu", "selu", "leaky_relu"} <= set(options("activation"))
-    assert {"crossentropy", "label_smoothing", "focal", "mse"} <= set(options("loss"))
+    assert {"crossentropy", "label_smoothing", "focal", "mse", "squared_hinge"} <= set(options("loss"))
     assert {"adam", "adamw", "sgd", "adagrad", "rmsprop", "lbfgs"} <= set(options("optimizer"))
     assert {"accuracy", "macro_f1", "weighted_f1", "macro_precision", "macro_recall"} <= set(options("metric"))
     assert {"auto", "cpu", "gpu"} <= set(options("device"))
@@ -88,8 +88,9 @@ def test_activations_build(name):
 def test_losses_build(name):
     loss = build_loss(load([f"loss={name}"]).loss)
     targets = tf.constant([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
-    good = loss(targets, tf.constant([[0.9, 0.05, 0.05], [0.1, 0.8, 0.1]]))
-    bad = loss(targets, tf.constant([[0.05, 0.9, 0.05], [0.8, 0.1, 0.1]]))
+    # The network outputs one score (logit) per label; every loss takes scores.
+    good = loss(targets, tf.constant([[3.0, -1.0, -1.0], [-1.0, 2.0, -1.0]]))
+    bad = loss(targets, tf.constant([[-1.0, 3.0, -1.0], [2.0, -1.0, -1.0]]))
     assert math.isfinite(float(good)) and float(good) < float(bad)
 
 
@@ -142,8 +143,8 @@ def test_encoders_and_model_build_end_to_end(name, hidden):
     texts = [row["text"] for row in make_rows(10, seed=0)]
     preprocessor = build_preprocessor(cfg.encoder.preprocessor, texts)
     embedder = build_embedder(cfg.encoder.embedder, preprocessor)
-    features = preprocessor(tf.constant(texts[:4]))
-    network = build_network(cfg.model, cfg.activation, embedder, tuple(features.shape[1:]), features.dtype.name, 3)
+    features = preprocessor.compute_output_spec(keras.KerasTensor((None,), dtype="string"))
+    network = build_network(cfg.model, cfg.activation, embedder, features, 3)
     probabilities = export_model(preprocessor, network).predict(tf.constant(texts[:4]), verbose=0)
     assert probabilities.shape == (4, 3)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
@@ -159,6 +160,7 @@ def test_encoders_and_model_build_end_to_end(name, hidden):
         ("model.hidden_units=[8,0]", "model.hidden_units[1]"),
         ("encoder.preprocessor.ngram_range=[3,2]", "encoder.preprocessor.ngram_range"),
         ("language.code=xx_Fake", "language.code"),
+        ("device.jit_compile=true", "device.jit_compile"),
     ],
 )
 def test_validation_names_the_key(override, key):

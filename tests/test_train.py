@@ -135,7 +135,7 @@ def test_other_optimizers_train_end_to_end(small_data, tmp_path, optimizer):
     assert metrics["status"] == "completed" and metrics["test"]["accuracy"] >= 0.8
 
 
-@pytest.mark.parametrize("device", [["device.precision=mixed_bfloat16"], ["device=cpu", "device.jit_compile=true"]])
+@pytest.mark.parametrize("device", [["device.precision=mixed_bfloat16"], ["device=cpu", "device.jit_compile=true", "encoder.preprocessor.sparse=false"]])
 def test_precision_and_jit_settings_train_end_to_end(small_data, tmp_path, device):
     result = run_cli([*files_overrides(small_data), *device, "logger=none", "trainer.epochs=4"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -1,0 +1,131 @@
+"""Bag-of-n-gram features: multi-hot, counts or TF-IDF, over a learned vocabulary or hash bins."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from kmexp.encoders import text, vocab
+from kmexp.encoders.base import PACKAGE, Preprocessor
+
+OUTPUT_MODES = ("multi_hot", "count", "tfidf")
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class TextFeaturizer(Preprocessor):
+    """Raw strings -> one row of n-gram features per text.
+
+    With ``output_mode="tfidf"``, ``sublinear_tf`` and ``l2_normalize`` this is
+    scikit-learn's ``TfidfVectorizer(sublinear_tf=True)``: 1 + log(count) times a
+    smoothed idf learned on the training split, rows scaled to unit length.
+
+    ``num_bins=None`` keeps an exact vocabulary of the training n-grams;
+    an integer hashes n-grams into that many bins instead (no vocabulary to
+    store, any feature count). ``sparse=True`` returns a ``tf.SparseTensor``,
+    so a million features cost memory only for the n-grams a text contains.
+    """
+
+    def __init__(
+        self,
+        standardize: Mapping,
+        analyzer: str,
+        ngram_range: Sequence[int],
+        output_mode: str,
+        sublinear_tf: bool,
+        l2_normalize: bool,
+        sparse: bool,
+        num_bins: int | None,
+        max_tokens: int | None,
+        min_df: int,
+        vocabulary_size: int | None = None,
+        **kwargs,
+    ):
+        super().__init__(standardize, analyzer, ngram_range, **kwargs)
+        self.output_mode = output_mode
+        self.sublinear_tf = bool(sublinear_tf)
+        self.l2_normalize = bool(l2_normalize)
+        self.sparse = bool(sparse)
+        self.num_bins = None if num_bins is None else int(num_bins)
+        self.max_tokens = max_tokens
+        self.min_df = int(min_df)
+        self.vocabulary_size = self.num_bins if self.num_bins is not None else vocabulary_size
+        if self.num_bins is None:
+            # Index 0 is the out-of-vocabulary bucket; it is dropped from the features.
+            self.lookup = keras.layers.StringLookup(num_oov_indices=1, mask_token=None, name="lookup")
+        if self.vocabulary_size is not None:
+            self._make_idf()
+
+    def _make_idf(self) -> None:
+        self.idf = self.add_weight(name="idf", shape=(self.vocabulary_size,), initializer="ones", trainable=False)
+
+    def adapt(self, texts: Sequence[str]) -> TextFeaturizer:
+        """Learn the vocabulary (unless hashing) and the idf from training texts only."""
+        if self.num_bins is None:
+            doc_freq = vocab.document_frequencies(self.tokens, texts)
+            kept = vocab.select_vocabulary(doc_freq, self.min_df, self.max_tokens)
+            self.lookup.set_vocabulary([tok.decode("utf-8", "replace") for tok in kept])
+            self.vocabulary_size = len(kept)
+            self._make_idf()
+            kept_df = np.array([doc_freq[tok] for tok in kept])
+        else:
+            kept_df = vocab.hashed_document_frequencies(self._hash_ids, texts, self.num_bins)
+        self.idf.assign(vocab.smooth_idf(kept_df, len(texts)))
+        self.built = True
+        return self
+
+    def _hash_ids(self, texts: tf.Tensor) -> tf.RaggedTensor:
+        return tf.strings.to_hash_bucket_fast(self.tokens(texts), self.num_bins)
+
+    def _feature_ids(self, texts: tf.Tensor) -> tf.RaggedTensor:
+        """Ragged [batch, tokens] feature ids in [0, vocabulary_size); unknown n-grams dropped."""
+        if self.num_bins is not None:
+            return self._hash_ids(texts)
+        ids = self.lookup(self.tokens(texts))
+        known = tf.ragged.boolean_mask(ids, ids > 0)
+        return known - 1
+
+    def call(self, texts):
+        ids = self._feature_ids(texts)
+        batch = ids.nrows(out_type=tf.int64)
+        cells, counts = vocab.row_token_pairs(ids, self.vocabulary_size)
+        rows = cells // self.vocabulary_size
+        columns = cells % self.vocabulary_size
+        values = self._weights(columns, counts)
+        if self.l2_normalize:
+            norms = tf.math.unsorted_segment_sum(tf.square(values), rows, tf.cast(batch, tf.int32))
+            values = values * tf.gather(tf.math.rsqrt(tf.maximum(norms, 1e-12)), rows)
+        indices = tf.stack([rows, columns], axis=1)
+        shape = tf.stack([batch, tf.constant(self.vocabulary_size, tf.int64)])
+        if self.sparse:
+            return tf.SparseTensor(indices, values, shape)
+        return tf.ensure_shape(tf.scatter_nd(indices, values, shape), [None, self.vocabulary_size])
+
+    def _weights(self, columns: tf.Tensor, counts: tf.Tensor) -> tf.Tensor:
+        if self.output_mode == "multi_hot":
+            return tf.ones_like(counts)
+        weights = 1.0 + tf.math.log(counts) if self.sublinear_tf else counts
+        if self.output_mode == "tfidf":
+            weights = weights * tf.gather(tf.convert_to_tensor(self.idf), columns)
+        return weights
+
+    def compute_output_spec(self, texts):
+        return keras.KerasTensor((texts.shape[0], self.vocabulary_size), dtype="float32", sparse=self.sparse)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.vocabulary_size)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "output_mode": self.output_mode,
+            "sublinear_tf": self.sublinear_tf,
+            "l2_normalize": self.l2_normalize,
+            "sparse": self.sparse,
+            "num_bins": self.num_bins,
+            "max_tokens": self.max_tokens,
+            "min_df": self.min_df,
+            "vocabulary_size": self.vocabulary_size,
+        }
