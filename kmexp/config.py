@@ -28,6 +28,7 @@ def validate(cfg: DictConfig) -> None:
         *_check_at_least("trainer.patience", cfg.trainer.patience, 0),
         *_check_model(cfg.model),
         *_check_ngram_range("encoder.preprocessor.ngram_range", cfg.encoder.preprocessor.get("ngram_range")),
+        *_check_segmentation(cfg.encoder.preprocessor, cfg.language),
     ]
     if cfg.device.jit_compile and cfg.encoder.preprocessor.get("sparse"):
         problems.append(
@@ -69,6 +70,17 @@ def _check_model(model: DictConfig) -> list[str]:
     for i, units in enumerate(model.hidden_units):
         problems += _check_at_least(f"model.hidden_units[{i}]", units, 1)
     return problems
+
+
+def _check_segmentation(preprocessor: DictConfig, language: DictConfig) -> list[str]:
+    """Word splitting needs spaces: where the script has none, the preset's fallback must have applied."""
+    if preprocessor.get("analyzer") != "word" or language.spaces:
+        return []
+    return [
+        f"encoder.preprocessor.analyzer=word splits words on spaces, but {language.code} ({language.script} script) "
+        f"writes none (language.word_fallback={language.word_fallback}); use encoder=char_ngram or "
+        f"encoder=subword, or encoder.preprocessor.analyzer=char"
+    ]
 
 
 def _check_ngram_range(key: str, value) -> list[str]:

@@ -186,3 +186,10 @@ def test_word_encoders_fall_back_to_characters_without_spaces(language, encoder)
 @pytest.mark.parametrize("language", ["en", "fr", "ar"])
 def test_word_encoders_split_words_where_scripts_use_spaces(language):
     assert load([f"language={language}", "encoder=onehot"]).encoder.preprocessor.analyzer == "word"
+
+
+def test_word_encoder_on_a_spaceless_language_without_fallback_is_an_error():
+    cfg = load(["language=generic", "language.code=lao_Laoo", "encoder=onehot"])
+    assert cfg.language.word_fallback == "error"
+    with pytest.raises(ConfigError, match="encoder.preprocessor.analyzer=word"):
+        validate(cfg)

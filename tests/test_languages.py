@@ -20,7 +20,10 @@ TAGS = (
 )
 NO_SPACES = {"zh", "zh-Hant", "ja", "th"}
 RTL = {"ar", "he", "fa"}
-KEYS = {"tag": str, "code": str, "name": str, "script": str, "spaces": bool, "direction": str}
+KEYS = {
+    "tag": str, "code": str, "name": str, "script": str, "spaces": bool, "direction": str,
+    "standardize": dict, "word_fallback": str,
+}
 
 
 def sib200_codes() -> list[str]:
@@ -32,8 +35,19 @@ def sib200_codes() -> list[str]:
 CODES = sib200_codes()
 
 
+def generic_file():
+    """generic.yaml as written (without the shared defaults it includes), for resolver checks."""
+    cfg = OmegaConf.load(PRESET_DIR / "generic.yaml")
+    del cfg["defaults"]
+    return cfg
+
+
 def load_preset(tag: str):
-    return OmegaConf.load(PRESET_DIR / f"{tag}.yaml")
+    """The preset as a run sees it: composed by Hydra (with the shared _common.yaml) and resolved."""
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[f"language={tag}"])
+    return OmegaConf.create(OmegaConf.to_container(cfg.language, resolve=True))
 
 
 def test_manifest_has_205_languages():
@@ -41,7 +55,8 @@ def test_manifest_has_205_languages():
 
 
 def test_preset_files_are_the_26_locales_and_generic():
-    assert {p.stem for p in PRESET_DIR.glob("*.yaml")} == set(TAGS) | {"generic"}
+    presets = {p.stem for p in PRESET_DIR.glob("*.yaml") if not p.stem.startswith("_")}
+    assert presets == set(TAGS) | {"generic"}
 
 
 @pytest.mark.parametrize("tag", TAGS)
@@ -49,7 +64,8 @@ def test_preset(tag):
     cfg = load_preset(tag)
     assert set(cfg) == set(KEYS)
     for key, kind in KEYS.items():
-        assert type(cfg[key]) is kind, (key, cfg[key])
+        value = OmegaConf.to_container(cfg[key]) if kind is dict else cfg[key]
+        assert type(value) is kind, (key, cfg[key])
     assert cfg.tag == tag
     assert cfg.code in CODES
     # The declared facts must agree with what the resolvers derive for generic.yaml,
@@ -61,6 +77,8 @@ def test_preset(tag):
 
 def test_no_space_presets():
     assert {tag for tag in TAGS if not load_preset(tag).spaces} == NO_SPACES
+    # Where words are not space-separated, the preset declares what word-level encoders do.
+    assert {tag for tag in TAGS if load_preset(tag).word_fallback == "char"} == NO_SPACES
 
 
 def test_rtl_presets():
@@ -87,7 +105,7 @@ def test_presets_have_distinct_codes():
 )
 def test_generic_preset_resolves(code, script, spaces, direction):
     register_resolvers()
-    cfg = load_preset("generic")
+    cfg = generic_file()
     cfg.code = code
     resolved = OmegaConf.to_container(cfg, resolve=True)
     assert resolved == {
@@ -102,7 +120,7 @@ def test_generic_preset_resolves(code, script, spaces, direction):
 
 def test_generic_preset_requires_a_code():
     register_resolvers()
-    cfg = load_preset("generic")
+    cfg = generic_file()
     assert OmegaConf.is_missing(cfg, "code")
     # Every derived key points at the missing code, so resolving fails loudly.
     with pytest.raises(InterpolationToMissingValueError):
@@ -128,7 +146,7 @@ def test_preset_with_hyphenated_tag_composes_with_hydra():
 def test_every_sib200_code_resolves_through_generic():
     register_resolvers()
     for code in CODES:
-        cfg = load_preset("generic")
+        cfg = generic_file()
         cfg.code = code
         resolved = OmegaConf.to_container(cfg, resolve=True)
         assert resolved["direction"] in {"ltr", "rtl"}

@@ -6,6 +6,7 @@ Everything here is a TensorFlow op, so it runs inside the saved model and in
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 
 import tensorflow as tf
@@ -15,54 +16,127 @@ NORMALIZATIONS = ("NFKC", "NFC", "none")
 CASES = ("fold", "lower", "none")
 DIGITS = ("keep", "zero")
 ANALYZERS = ("word", "char", "char_wb", "byte")
-# Locales whose dotted and dotless i differ from the default Unicode casing.
-DOTTED_I_LOCALES = ("tr", "az")
+
+# What each option is when a preset (or a model saved before the option existed)
+# does not say; the same values as conf/language/_common.yaml.
+DEFAULTS = {
+    "normalization": "NFKC",
+    "case": "fold",
+    "locale": "",
+    "fold_punctuation": True,
+    "strip_diacritics": False,
+    "digits": "keep",
+    "fold_whitespace": True,
+}
+
+# Languages whose Latin alphabet pairs dotted İ/i and dotless I/ı, unlike the default
+# Unicode casing (I -> i). Matched on the language part of `locale`, which is a BCP-47
+# tag for the presets (tr) but the SIB-200 code itself for `language=generic`
+# (tur_Latn, azj_Latn, azb_Arab), so both the ISO 639-1 and 639-3 names are listed.
+# ICU special-cases only tr and az; Crimean Tatar (crh_Latn in SIB-200) writes the
+# same four letters, so it gets the same rule.
+DOTTED_I_LANGUAGES = frozenset({"tr", "tur", "az", "aze", "azj", "azb", "crh"})
+
+# RE2 syntax (tf.strings.regex_replace). Format characters (Cf) are invisible: zero-width
+# space/joiners, BOM U+FEFF, bidi marks (LRM/RLM around RTL text), soft hyphen, emoji
+# tag characters. U+FEFF is Cf in current Unicode; listed for older RE2 tables.
+_INVISIBLE = r"[\p{Cf}\x{FEFF}]+"
+# \s alone is ASCII in RE2; \p{Z} adds every Unicode space and line/paragraph separator,
+# \p{Cc} the C0/C1 controls (tab, newline, NUL, NEL...).
+_WHITESPACE = r"[\s\p{Z}\p{Cc}]+"
+_PUNCTUATION = r"[\p{P}\p{S}]+"
+_COMBINING_MARKS = r"\p{Mn}+"
+_DECIMAL_DIGIT = r"\p{Nd}"
 
 
 def standardize(texts: tf.Tensor, options: Mapping) -> tf.Tensor:
     """Normalize a batch of strings so that spelling variants become the same string.
 
-    ``options`` (from the language preset, ``language.standardize``):
+    ``options`` (from the language preset, ``language.standardize``; a missing key
+    takes its value from ``DEFAULTS``):
       normalization     NFKC | NFC | none: Unicode normalization form.
-      case              fold | lower | none: full Unicode case folding (ß -> ss,
-                        final ς -> σ) or lowercasing, in every script.
-      locale            "" or a BCP-47 tag; tr and az map İ -> i and I -> ı first.
-      fold_punctuation  Unicode punctuation and symbols become spaces.
+      case              fold | lower | none, in every script (not ASCII-only).
+                        fold: ICU full case folding, NFKC_Casefold (ß -> ss, every
+                        σ/ς -> σ, ﬁ -> fi); it includes NFKC and drops default-ignorable
+                        characters, so with fold the text ends up NFKC whatever
+                        ``normalization`` says. Use lower to keep NFC or raw code points.
+                        lower: full Unicode lowercasing; a word-final capital Σ becomes
+                        final ς (ΟΔΟΣ -> οδος), so οδοσ and οδος stay different.
+      locale            "" or a BCP-47 tag or SIB-200 code; tr, az (tur_Latn, azj_Latn,
+                        azb_Arab) and crh map İ -> i and I -> ı before casing.
       strip_diacritics  remove combining marks (é -> e); off by default, since
                         many scripts write vowels with them.
+      fold_punctuation  Unicode punctuation and symbols (emoji too) become spaces.
       digits            keep | zero: every decimal digit, in any script, -> 0.
-    Zero-width and control characters are always removed, and runs of
-    whitespace (any Unicode space) become one space.
+      fold_whitespace   drop zero-width and format characters (U+200B, U+200D, U+FEFF,
+                        bidi marks), turn control characters and runs of any Unicode
+                        space into one space, and trim the ends.
+    Invalid UTF-8 always becomes U+FFFD first (a symbol, so fold_punctuation removes it).
+    The result is idempotent for every combination of options, and the same for NFC
+    and NFD input whenever ``normalization`` is on (tests/test_properties.py).
     """
+    options = _checked({**DEFAULTS, **options})
     texts = tf.reshape(texts, [-1])
-    # Drop invalid UTF-8 (replaced by U+FFFD) so that no later op can fail on it.
+    # Invalid UTF-8 -> U+FFFD, so that no later op can fail on it.
     texts = tf.strings.unicode_transcode(texts, "UTF-8", "UTF-8", errors="replace", replacement_char=0xFFFD)
+    if options["fold_whitespace"]:
+        # Before normalization: an invisible character between a letter and a combining
+        # mark (e, U+200B, U+0301) blocks composition; removed afterwards, it would leave
+        # an uncomposed e + U+0301 that a second pass composes (not idempotent).
+        texts = tf.strings.regex_replace(texts, _INVISIBLE, "")
     if options["normalization"] != "none":
         texts = tf_text.normalize_utf8(texts, options["normalization"])
-    if options["strip_diacritics"]:
-        texts = tf_text.normalize_utf8(texts, "NFD")
-        texts = tf.strings.regex_replace(texts, r"\p{Mn}+", "")
-        texts = tf_text.normalize_utf8(texts, "NFC")
+    # Casing before diacritics: stripping first would turn Turkish İ (I + U+0307) into I,
+    # which the Turkish rule then lowercases to dotless ı.
     texts = _apply_case(texts, options["case"], options["locale"])
+    if options["strip_diacritics"]:
+        # Decompose so accents are separate marks, drop them, recompose what is left.
+        texts = tf_text.normalize_utf8(texts, "NFD")
+        texts = tf.strings.regex_replace(texts, _COMBINING_MARKS, "")
+        texts = tf_text.normalize_utf8(texts, "NFC")
     if options["fold_punctuation"]:
-        texts = tf.strings.regex_replace(texts, r"[\p{P}\p{S}]+", " ")
+        texts = tf.strings.regex_replace(texts, _PUNCTUATION, " ")
     if options["digits"] == "zero":
-        texts = tf.strings.regex_replace(texts, r"\p{Nd}", "0")
-    texts = tf.strings.regex_replace(texts, r"[\p{Cf}\x{FEFF}]+", "")
-    texts = tf.strings.regex_replace(texts, r"[\s\p{Z}\p{Cc}]+", " ")
-    return tf.strings.strip(texts)
+        texts = tf.strings.regex_replace(texts, _DECIMAL_DIGIT, "0")
+    if options["fold_whitespace"]:
+        texts = tf.strings.regex_replace(texts, _WHITESPACE, " ")
+        texts = tf.strings.strip(texts)
+    return texts
+
+
+def _checked(options: dict) -> dict:
+    """Fail at model build time on a misspelt option, not silently at prediction."""
+    checked = dict(options)
+    for key, allowed in (("normalization", NORMALIZATIONS), ("case", CASES), ("digits", DIGITS)):
+        value = "none" if options[key] is None else str(options[key])
+        # Case-insensitive: nfkc and NFKC are the same choice.
+        match = [choice for choice in allowed if choice.lower() == value.lower()]
+        if not match:
+            raise ValueError(f"standardize.{key} must be one of {', '.join(allowed)}, got {options[key]!r}")
+        checked[key] = match[0]
+    for key in ("fold_punctuation", "strip_diacritics", "fold_whitespace"):
+        checked[key] = bool(options[key])
+    checked["locale"] = "" if options["locale"] is None else str(options["locale"])
+    return checked
+
+
+def has_dotted_i(locale: str) -> bool:
+    """Whether ``locale`` (tr, az-Latn, tur_Latn, azj_Latn...) uses Turkic İ/i, I/ı casing."""
+    language = re.split(r"[-_]", str(locale), maxsplit=1)[0].lower()
+    return language in DOTTED_I_LANGUAGES
 
 
 def _apply_case(texts: tf.Tensor, case: str, locale: str) -> tf.Tensor:
     if case == "none":
         return texts
-    if str(locale).split("-")[0].lower() in DOTTED_I_LOCALES:
-        # Turkish and Azerbaijani: İ (also I + combining dot) is i, and I is dotless ı.
+    if has_dotted_i(locale):
+        # Turkic: İ (or I + combining dot above, as in NFD) is i, and plain I is dotless ı.
+        # Done by hand because TF's casing ops take no locale (ICU root rules: I -> i).
         texts = tf.strings.regex_replace(texts, "İ|I\u0307", "i")
         texts = tf.strings.regex_replace(texts, "I", "ı")
     if case == "fold":
-        # ICU full case folding (NFKC_Casefold): compatibility forms also unified.
         return tf_text.case_fold_utf8(texts)
+    # encoding="utf-8" makes it full Unicode lowercasing; without it TF lowercases ASCII only.
     return tf.strings.lower(texts, encoding="utf-8")
 
 
