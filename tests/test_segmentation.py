@@ -1,0 +1,35 @@
+"""Scripts without spaces: word-level encoders behave as the language preset declares."""
+
+from __future__ import annotations
+
+import json
+
+import keras
+
+import kmexp  # noqa: F401  (registers the layers for loading)
+from conftest import files_overrides, only_run_dir, run_cli
+
+
+def _preprocessor(model: keras.Model) -> keras.layers.Layer:
+    return next(layer for layer in model.layers if hasattr(layer, "analyzer"))
+
+
+def test_chinese_onehot_run_falls_back_to_characters(small_data, tmp_path):
+    # zh declares word_fallback: char, so the onehot encoder counts characters.
+    result = run_cli([*files_overrides(small_data), "language=zh", "encoder=onehot", "logger=none", "trainer.epochs=3"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = only_run_dir(tmp_path / "outputs")
+    assert json.loads((run_dir / "metrics.json").read_text())["status"] == "completed"
+    preprocessor = _preprocessor(keras.models.load_model(run_dir / "model.keras"))
+    assert preprocessor.analyzer == "char"
+    assert list(preprocessor.ngram_range) == [1, 2]
+
+
+def test_word_encoder_on_a_spaceless_script_without_fallback_errors_clearly(small_data, tmp_path):
+    # Khmer (reached by code) writes no spaces and its preset declares word_fallback: error.
+    overrides = [*files_overrides(small_data), "language=generic", "language.code=khm_Khmr", "encoder=tfidf", "logger=none"]
+    result = run_cli(overrides, cwd=tmp_path)
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert "encoder.preprocessor.analyzer=word" in last and "khm_Khmr" in last
+    assert "Traceback" not in result.stderr
