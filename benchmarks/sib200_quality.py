@@ -30,14 +30,14 @@ from sklearn.svm import LinearSVC
 
 from kmexp.config import register_configs
 from kmexp.data import sib200_codes
-from kmexp.paths import config_dir
+from kmexp.paths import config_dir, group_options
 from kmexp.train import train
 
 HERE = Path(__file__).resolve().parent
 
 
 def preset_languages() -> list[str]:
-    return sorted(p.stem for p in (config_dir() / "language").glob("*.yaml") if p.stem != "generic")
+    return [tag for tag in group_options("language") if tag != "generic"]
 
 
 def kmexp_run(language: list[str], overrides: list[str], run_dir: Path) -> tuple[float, float, float]:

@@ -35,6 +35,8 @@ def validate(cfg: DictConfig) -> None:
             "device.jit_compile=true cannot compile sparse features; "
             "set encoder.preprocessor.sparse=false or device.jit_compile=false"
         )
+    if cfg.trainer.monitor not in ("objective", "loss"):
+        problems.append(f"trainer.monitor={cfg.trainer.monitor} is not allowed; it must be objective or loss")
     if len(cfg.metric) == 0:
         problems.append("metric=[] selects no metric; choose at least one, e.g. metric=[accuracy,macro_f1]")
     if problems:

@@ -100,8 +100,10 @@ def _experiment(cfg: DictConfig, run_dir: Path, logger) -> dict:
     objective = next(iter(metrics))
 
     # Model selection looks at dev only; test is scored once, at the end.
+    monitor = f"val_{objective}" if cfg.trainer.monitor == "objective" else "val_loss"
     early_stopping = keras.callbacks.EarlyStopping(
-        monitor=f"val_{objective}", mode="max", patience=cfg.trainer.patience, restore_best_weights=True
+        monitor=monitor, mode="min" if monitor == "val_loss" else "max", patience=cfg.trainer.patience,
+        restore_best_weights=True,
     )
     callbacks = [
         DevScores(dev_features, dev_targets, loss, metrics, cfg.trainer.batch_size),
@@ -152,6 +154,7 @@ def _dataset(preprocessor, split: Split, labels: list[str], batch_size: int, shu
     targets = tf.data.Dataset.from_tensor_slices(_targets(split, labels))
     return (
         tf.data.Dataset.zip(features, targets)
+        .apply(tf.data.experimental.assert_cardinality(len(split.texts)))  # unbatch() hides the size from Keras
         .cache()
         .shuffle(len(split.texts), seed=shuffle_seed, reshuffle_each_iteration=True)
         .batch(batch_size)

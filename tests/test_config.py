@@ -26,7 +26,7 @@ from kmexp.builders import (
 from kmexp.config import register_configs, validate
 from kmexp.devices import build_device
 from kmexp.errors import ConfigError, DeviceError
-from kmexp.paths import config_dir
+from kmexp.paths import config_dir, group_options
 
 from conftest import make_rows
 
@@ -34,7 +34,7 @@ GROUPS = ("data", "language", "encoder", "activation", "loss", "optimizer", "met
 
 
 def options(group: str) -> list[str]:
-    return sorted(path.stem for path in (config_dir() / group).glob("*.yaml") if not path.stem.startswith("_"))
+    return group_options(group)
 
 
 def load(overrides: list[str] = ()):

@@ -15,6 +15,17 @@ fresh process needs to load a model with safe mode on.
 """
 
 from kmexp.encoders.bag import TextFeaturizer
-from kmexp.encoders.sequence import PooledEmbedding, TokenSequencer
+from kmexp.encoders.sequence import ByteSequencer, ConvPooling, PooledEmbedding, TokenSequencer
+from kmexp.encoders.subword import SubwordSequencer
+from kmexp.encoders.transformer import TransformerBlock, TransformerEmbedder
 
-__all__ = ["TextFeaturizer", "TokenSequencer", "PooledEmbedding"]
+__all__ = [
+    "TextFeaturizer",
+    "TokenSequencer",
+    "PooledEmbedding",
+    "ByteSequencer",
+    "ConvPooling",
+    "SubwordSequencer",
+    "TransformerBlock",
+    "TransformerEmbedder",
+]

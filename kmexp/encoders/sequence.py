@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import keras
 import tensorflow as tf
 
-from kmexp.encoders import vocab
+from kmexp.encoders import text, vocab
 from kmexp.encoders.base import PACKAGE, Preprocessor
 
 
@@ -76,7 +76,6 @@ class PooledEmbedding(keras.layers.Layer):
         self.input_dim = int(input_dim)
         self.dim = int(dim)
         self.embedding = keras.layers.Embedding(self.input_dim, self.dim, mask_zero=True, name="embedding")
-        self.pool = keras.layers.GlobalAveragePooling1D(name="pool")
 
     def build(self, input_shape):
         self.embedding.build(input_shape)
@@ -84,7 +83,9 @@ class PooledEmbedding(keras.layers.Layer):
 
     def call(self, ids):
         vectors = self.embedding(ids)
-        return self.pool(vectors, mask=self.embedding.compute_mask(ids))
+        mask = keras.ops.expand_dims(keras.ops.cast(self.embedding.compute_mask(ids), vectors.dtype), -1)
+        # An empty text (all padding) averages to zeros, not 0/0 = NaN.
+        return keras.ops.sum(vectors * mask, axis=1) / keras.ops.maximum(keras.ops.sum(mask, axis=1), 1.0)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.dim)
@@ -92,4 +93,98 @@ class PooledEmbedding(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(input_dim=self.input_dim, dim=self.dim)
+        return config
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ByteSequencer(Preprocessor):
+    """Raw strings -> their standardized UTF-8 bytes as ids [batch, max_length].
+
+    Id = byte value + 2 (0 is padding, 1 is reserved, as the unknown id of the
+    other sequencers), so there is no vocabulary to learn: every script, seen
+    in training or not, maps to the same 258 ids. Texts longer than
+    ``max_length`` bytes are cut; a character in a 3-byte script (most of
+    South and South-East Asia, CJK) takes 3 of them.
+    """
+
+    RESERVED = 2  # ids below the first byte: padding (0) and a reserved id (1)
+
+    def __init__(
+        self,
+        standardize: Mapping,
+        max_length: int,
+        analyzer: str = "byte",
+        ngram_range: Sequence[int] = (1, 1),
+        **kwargs,
+    ):
+        super().__init__(standardize, analyzer, ngram_range, **kwargs)
+        self.max_length = int(max_length)
+
+    @property
+    def id_count(self) -> int:
+        """Number of distinct ids the layer emits: padding, the reserved id and 256 byte values."""
+        return 256 + self.RESERVED
+
+    def adapt(self, texts: Sequence[str]) -> ByteSequencer:
+        """Nothing to learn: bytes need no vocabulary."""
+        self.built = True
+        return self
+
+    def call(self, texts):
+        texts = text.standardize(texts, self.standardize)
+        # Cut before splitting: only the bytes that are kept get split into strings.
+        texts = tf.strings.substr(texts, 0, self.max_length, unit="BYTE")
+        chars = tf.strings.bytes_split(texts)  # ragged [batch, bytes] of 1-byte strings
+        values = tf.reshape(tf.io.decode_raw(chars.flat_values, tf.uint8), [-1])
+        ids = chars.with_flat_values(tf.cast(values, tf.int32) + self.RESERVED)
+        return ids.to_tensor(0, shape=[None, self.max_length])
+
+    def compute_output_spec(self, texts):
+        return keras.KerasTensor((texts.shape[0], self.max_length), dtype="int32")
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.max_length)
+
+    def get_config(self):
+        return {**super().get_config(), "max_length": self.max_length}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ConvPooling(keras.layers.Layer):
+    """Ids -> embeddings -> one 1-D convolution (ReLU) -> global max and mean pooling, concatenated.
+
+    Made for byte ids: a kernel spanning a few bytes learns character and
+    short-word detectors in any script. Padding (id 0) is masked out of both
+    poolings; an empty text gives zeros. The output has ``2 * filters`` features.
+    """
+
+    def __init__(self, input_dim: int, dim: int = 64, filters: int = 128, kernel_size: int = 5, **kwargs):
+        super().__init__(**kwargs)
+        self.input_dim = int(input_dim)
+        self.dim = int(dim)
+        self.filters = int(filters)
+        self.kernel_size = int(kernel_size)
+        # Padding is masked by hand below (Conv1D does not take Keras masks).
+        self.embedding = keras.layers.Embedding(self.input_dim, self.dim, name="embedding")
+        self.conv = keras.layers.Conv1D(self.filters, self.kernel_size, padding="same", activation="relu", name="conv")
+
+    def build(self, input_shape):
+        self.embedding.build(input_shape)
+        self.conv.build((*input_shape, self.dim))
+        self.built = True
+
+    def call(self, ids):
+        mask = keras.ops.expand_dims(keras.ops.cast(keras.ops.not_equal(ids, 0), self.compute_dtype), -1)
+        hidden = self.conv(self.embedding(ids) * mask) * mask
+        # ReLU outputs are >= 0, so zeroed padding never wins the max.
+        max_pool = keras.ops.max(hidden, axis=1)
+        mean_pool = keras.ops.sum(hidden, axis=1) / keras.ops.maximum(keras.ops.sum(mask, axis=1), 1.0)
+        return keras.ops.concatenate([max_pool, mean_pool], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], 2 * self.filters)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(input_dim=self.input_dim, dim=self.dim, filters=self.filters, kernel_size=self.kernel_size)
         return config
