@@ -66,6 +66,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--all", action="store_true", help="all 205 SIB-200 languages")
     parser.add_argument("--languages", nargs="*", help="preset tags (fr, zh, ...) or SIB-200 codes")
+    parser.add_argument("--encoders", nargs="*", help="instead: a language x encoder table of test accuracy")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "sib200_quality.md")
     parser.add_argument("overrides", nargs="*", help="kmexp config overrides, after --")
     args = parser.parse_args()
@@ -78,6 +79,10 @@ def main() -> None:
         tags = args.languages or preset_languages()
         languages = [_language(tag) for tag in tags]
 
+    if args.encoders:
+        args.out.write_text(encoder_matrix(root, languages, args.encoders, args.overrides))
+        print(f"wrote {args.out}")
+        return
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for i, (code, language) in enumerate(languages):
@@ -88,6 +93,35 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(report(rows, args.overrides))
     print(f"wrote {args.out}")
+
+
+def encoder_matrix(root: Path, languages: list, encoders: list[str], overrides: list[str]) -> str:
+    """Test accuracy of each encoder in each language, beside the reference."""
+    header = "| language | reference | " + " | ".join(encoders) + " |"
+    lines = [
+        "# SIB-200 test accuracy by language and encoder",
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores. Each cell: kmexp's default config with that "
+        f"encoder{' and ' + ' '.join(overrides) if overrides else ''}; seconds per run in brackets.",
+        "",
+        header,
+        "|---|---:|" + "---:|" * len(encoders),
+    ]
+    totals = {encoder: [] for encoder in ["reference", *encoders]}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, (code, language) in enumerate(languages):
+            ref, _ = reference_run(root, code)
+            totals["reference"].append(ref)
+            cells = []
+            for encoder in encoders:
+                _, test, seconds = kmexp_run(language, [*overrides, f"encoder={encoder}"], Path(tmp) / f"{i}-{encoder}")
+                totals[encoder].append(test)
+                cells.append(f"{100 * test:.1f} ({seconds:.0f}s)")
+                print(f"{code} {encoder}: {test:.4f} ({seconds:.1f}s)", flush=True)
+            lines.append(f"| {code} | {100 * ref:.1f} | " + " | ".join(cells) + " |")
+    means = " | ".join(f"{100 * statistics.mean(totals[e]):.1f}" for e in encoders)
+    lines.append(f"| **mean** | {100 * statistics.mean(totals['reference']):.1f} | {means} |")
+    return "\n".join(lines) + "\n"
 
 
 def _language(tag: str) -> tuple[str, list[str]]:
