@@ -119,8 +119,7 @@ def _experiment(cfg: DictConfig, run_dir: Path, logger) -> dict:
     # Export and evaluate the end-to-end model, so the scores are those of the saved file.
     model = export_model(preprocessor, network)
     model.save(run_dir / MODEL_FILE)
-    dev = _evaluate(model, splits.dev, labels, metrics, cfg.trainer.batch_size)
-    test = _evaluate(model, splits.test, labels, metrics, cfg.trainer.batch_size)
+    dev, test = _evaluate(model, [splits.dev, splits.test], labels, metrics, cfg.trainer.batch_size)
     return {
         "objective": {"name": objective, "split": "dev", "value": dev[objective]},
         "labels": labels,
@@ -168,11 +167,18 @@ def _features(preprocessor, split: Split, labels: list[str], batch_size: int) ->
     return concat_rows(list(batches)), _targets(split, labels)
 
 
-def _evaluate(model: keras.Model, split: Split, labels: list[str], metrics: dict, batch_size: int) -> dict:
-    probabilities = model.predict(tf.constant(split.texts), batch_size=batch_size, verbose=0)
+def _evaluate(model: keras.Model, splits: list[Split], labels: list[str], metrics: dict, batch_size: int) -> list[dict]:
+    """Score each split with the end-to-end model, in one predict call (each call builds a pipeline)."""
+    texts = [text for split in splits for text in split.texts]
+    probabilities = model.predict(tf.constant(texts), batch_size=batch_size, verbose=0)
     index = {label: i for i, label in enumerate(labels)}
-    y_true = np.array([index[label] for label in split.labels])
-    return classification_report(y_true, probabilities.argmax(1), labels, metrics)
+    reports, start = [], 0
+    for split in splits:
+        y_true = np.array([index[label] for label in split.labels])
+        y_pred = probabilities[start : start + len(split.texts)].argmax(1)
+        reports.append(classification_report(y_true, y_pred, labels, metrics))
+        start += len(split.texts)
+    return reports
 
 
 def _summary(record: dict) -> dict:
