@@ -193,3 +193,10 @@ def test_word_encoder_on_a_spaceless_language_without_fallback_is_an_error():
     assert cfg.language.word_fallback == "error"
     with pytest.raises(ConfigError, match="encoder.preprocessor.analyzer=word"):
         validate(cfg)
+
+
+@pytest.mark.parametrize("language", ["zh", "zh-Hant", "ja"])
+def test_char_ngram_counts_characters_across_clauses_in_cjk(language):
+    cfg = load([f"language={language}"])
+    assert cfg.encoder.preprocessor.analyzer == "char"
+    assert list(cfg.encoder.preprocessor.ngram_range) == [1, 3]
