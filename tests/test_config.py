@@ -200,3 +200,10 @@ def test_char_ngram_counts_characters_across_clauses_in_cjk(language):
     cfg = load([f"language={language}"])
     assert cfg.encoder.preprocessor.analyzer == "char"
     assert list(cfg.encoder.preprocessor.ngram_range) == [1, 3]
+
+
+@pytest.mark.parametrize("encoder", ["embedding", "byte", "subword", "transformer"])
+def test_sequence_encoders_get_their_own_adam_step(encoder):
+    assert load([f"encoder={encoder}"]).optimizer.learning_rate == pytest.approx(0.01)
+    assert load([f"encoder={encoder}", "optimizer.learning_rate=0.003"]).optimizer.learning_rate == pytest.approx(0.003)
+    assert load(["encoder=char_ngram"]).optimizer.learning_rate == pytest.approx(0.05)
