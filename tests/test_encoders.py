@@ -93,14 +93,15 @@ def trained(data, tmp_path_factory):
 
     def get(name: str) -> Run:
         if name not in runs:
-            # Dev accuracy saturates within a few epochs here; a short patience keeps the module fast.
+            # Dev accuracy saturates within a few epochs here; a short patience keeps the module fast,
+            # long enough that the transformer gets past its first plateau.
             overrides = [
                 f"encoder={name}",
                 *files_overrides(data),
                 "logger=none",
                 "device=cpu",
-                "trainer.epochs=12",
-                "trainer.patience=2",
+                "trainer.epochs=15",
+                "trainer.patience=4",
             ]
             captured = {}
 
