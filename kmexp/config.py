@@ -26,6 +26,7 @@ def validate(cfg: DictConfig) -> None:
         *_check_at_least("trainer.epochs", cfg.trainer.epochs, 1),
         *_check_at_least("trainer.batch_size", cfg.trainer.batch_size, 1),
         *_check_at_least("trainer.patience", cfg.trainer.patience, 0),
+        *_check_at_least("trainer.steps_per_execution", cfg.trainer.steps_per_execution, 1),
         *_check_model(cfg.model),
         *_check_ngram_range("encoder.preprocessor.ngram_range", cfg.encoder.preprocessor.get("ngram_range")),
         *_check_segmentation(cfg.encoder.preprocessor, cfg.language),

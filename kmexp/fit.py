@@ -30,17 +30,17 @@ class DevScores(keras.callbacks.Callback):
     Must come before EarlyStopping in the callback list, which monitors these values.
     """
 
-    def __init__(self, features: tf.Tensor, targets: np.ndarray, loss, metrics: dict, batch_size: int):
+    def __init__(self, features: tf.Tensor, targets: np.ndarray, loss, metrics: dict):
         super().__init__()
         self.features = features
         self.targets = targets
         self.loss = loss
         self.metrics = metrics
-        self.batch_size = batch_size
 
     def on_epoch_end(self, epoch, logs=None):
-        # One call on the cached features: model.predict would build a new input pipeline every epoch.
-        logits = np.asarray(self.model.predict_on_batch(self.features))
+        # One eager call on the cached features: model.predict would build a new input pipeline
+        # (and trace a function) every epoch.
+        logits = self.model(self.features, training=False).numpy()
         cm = confusion_matrix(self.targets.argmax(1), logits.argmax(1), self.targets.shape[1])
         logs["val_loss"] = float(self.loss(self.targets, logits))
         for name, metric in self.metrics.items():
@@ -78,14 +78,14 @@ def concat_rows(parts: list) -> tf.Tensor | tf.SparseTensor:
     return tf.concat(parts, axis=0)
 
 
-def fit(network: keras.Model, optimizer, loss, train, epochs: int, callbacks: list, jit_compile: bool):
+def fit(network: keras.Model, optimizer, loss, train, epochs: int, callbacks: list, jit_compile: bool, steps_per_execution: int):
     """Train ``network`` and return its ``keras.callbacks.History``.
 
     ``train`` is a batched ``tf.data.Dataset`` of (features, one-hot targets).
     """
     if isinstance(optimizer, LBFGS):
         return fit_full_batch(network, optimizer, loss, train, epochs, callbacks)
-    network.compile(optimizer=optimizer, loss=loss, jit_compile=jit_compile)
+    network.compile(optimizer=optimizer, loss=loss, jit_compile=jit_compile, steps_per_execution=steps_per_execution)
     return network.fit(train, epochs=epochs, callbacks=callbacks, verbose=0, shuffle=False)
 
 

@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 METRICS_FILE = "metrics.json"
 MODEL_FILE = "model.keras"
 HISTORY_FILE = "history.csv"
-# Texts preprocessed per call when building features: large batches amortize the per-call cost.
+# Texts preprocessed (or scored) per call: large enough to amortize each call, small enough to bound memory.
 _PREPROCESS_BATCH = 1024
 
 
@@ -87,8 +87,8 @@ def _experiment(cfg: DictConfig, run_dir: Path, logger) -> dict:
     labels = splits.labels
     # The vocabulary (and idf) come from the training split only: dev and test stay unseen.
     preprocessor = build_preprocessor(cfg.encoder.preprocessor, splits.train.texts)
-    train_set = _dataset(preprocessor, splits.train, labels, cfg.trainer.batch_size, shuffle_seed=cfg.seed)
-    dev_features, dev_targets = _features(preprocessor, splits.dev, labels, cfg.trainer.batch_size)
+    train_set = _dataset(*_features(preprocessor, splits.train, labels), cfg.trainer.batch_size, cfg.seed)
+    dev_features, dev_targets = _features(preprocessor, splits.dev, labels)
 
     with strategy.scope():
         embedder = build_embedder(cfg.encoder.embedder, preprocessor)
@@ -106,20 +106,23 @@ def _experiment(cfg: DictConfig, run_dir: Path, logger) -> dict:
         restore_best_weights=True,
     )
     callbacks = [
-        DevScores(dev_features, dev_targets, loss, metrics, cfg.trainer.batch_size),
+        DevScores(dev_features, dev_targets, loss, metrics),
         StopOnNonFiniteLoss(),
         early_stopping,
         keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE)),
         EpochLogger(logger, cfg.trainer.epochs),
     ]
     train_started = time.perf_counter()
-    history = fit(network, optimizer, loss, train_set, cfg.trainer.epochs, callbacks, cfg.device.jit_compile)
+    history = fit(
+        network, optimizer, loss, train_set, cfg.trainer.epochs, callbacks, cfg.device.jit_compile,
+        cfg.trainer.steps_per_execution,
+    )
     train_seconds = time.perf_counter() - train_started
 
     # Export and evaluate the end-to-end model, so the scores are those of the saved file.
     model = export_model(preprocessor, network)
     model.save(run_dir / MODEL_FILE)
-    dev, test = _evaluate(model, [splits.dev, splits.test], labels, metrics, cfg.trainer.batch_size)
+    dev, test = _evaluate(model, [splits.dev, splits.test], labels, metrics)
     return {
         "objective": {"name": objective, "split": "dev", "value": dev[objective]},
         "labels": labels,
@@ -137,49 +140,41 @@ def _targets(split: Split, labels: list[str]) -> np.ndarray:
     return keras.utils.to_categorical([index[label] for label in split.labels], len(labels))
 
 
-def _dataset(preprocessor, split: Split, labels: list[str], batch_size: int, shuffle_seed: int) -> tf.data.Dataset:
-    """Shuffled batches of (features, one-hot targets).
-
-    The text preprocessing runs on the CPU inside tf.data, once: the
-    preprocessor is fixed after adapting, so its features are cached and each
-    epoch only reshuffles them.
-    """
-    features = (
-        tf.data.Dataset.from_tensor_slices(tf.constant(split.texts))
-        .batch(_PREPROCESS_BATCH)
-        .map(preprocessor, num_parallel_calls=tf.data.AUTOTUNE)
-        .unbatch()
-    )
-    targets = tf.data.Dataset.from_tensor_slices(_targets(split, labels))
+def _dataset(features, targets: np.ndarray, batch_size: int, shuffle_seed: int) -> tf.data.Dataset:
+    """Shuffled batches of (features, one-hot targets), reshuffled every epoch."""
     return (
-        tf.data.Dataset.zip(features, targets)
-        .apply(tf.data.experimental.assert_cardinality(len(split.texts)))  # unbatch() hides the size from Keras
-        .cache()
-        .shuffle(len(split.texts), seed=shuffle_seed, reshuffle_each_iteration=True)
+        tf.data.Dataset.from_tensor_slices((features, targets))
+        .shuffle(len(targets), seed=shuffle_seed, reshuffle_each_iteration=True)
         .batch(batch_size)
         .prefetch(tf.data.AUTOTUNE)
     )
 
 
-def _features(preprocessor, split: Split, labels: list[str], batch_size: int) -> tuple[tf.Tensor, np.ndarray]:
-    """A split's features computed once, for scoring after every epoch."""
-    batches = tf.data.Dataset.from_tensor_slices(tf.constant(split.texts)).batch(_PREPROCESS_BATCH).map(preprocessor)
-    return concat_rows(list(batches)), _targets(split, labels)
+def _features(preprocessor, split: Split, labels: list[str]) -> tuple[tf.Tensor | tf.SparseTensor, np.ndarray]:
+    """A split's features and one-hot targets, computed once.
+
+    The preprocessor is fixed after adapting, so its output is computed a single
+    time, eagerly and on the CPU (string ops have no GPU kernels), in chunks that
+    bound memory: no graph to trace, and each epoch only reshuffles the result.
+    """
+    with tf.device("/cpu:0"):
+        parts = [preprocessor(chunk) for chunk in _chunks(split.texts)]
+    return concat_rows(parts), _targets(split, labels)
 
 
-def _evaluate(model: keras.Model, splits: list[Split], labels: list[str], metrics: dict, batch_size: int) -> list[dict]:
-    """Score each split with the end-to-end model, in one predict call (each call builds a pipeline)."""
-    texts = [text for split in splits for text in split.texts]
-    probabilities = model.predict(tf.constant(texts), batch_size=batch_size, verbose=0)
+def _chunks(texts: list[str]) -> list[tf.Tensor]:
+    return [tf.constant(texts[i : i + _PREPROCESS_BATCH]) for i in range(0, len(texts), _PREPROCESS_BATCH)]
+
+
+def _evaluate(model: keras.Model, splits: list[Split], labels: list[str], metrics: dict) -> list[dict]:
+    """Score each split with the exported end-to-end model, called eagerly on raw strings."""
     index = {label: i for i, label in enumerate(labels)}
-    reports, start = [], 0
+    reports = []
     for split in splits:
+        probabilities = np.concatenate([model(chunk, training=False).numpy() for chunk in _chunks(split.texts)])
         y_true = np.array([index[label] for label in split.labels])
-        y_pred = probabilities[start : start + len(split.texts)].argmax(1)
-        reports.append(classification_report(y_true, y_pred, labels, metrics))
-        start += len(split.texts)
+        reports.append(classification_report(y_true, probabilities.argmax(1), labels, metrics))
     return reports
-
 
 def _summary(record: dict) -> dict:
     """Flat scalars for the logger's run summary."""
