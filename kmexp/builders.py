@@ -13,7 +13,6 @@ import keras
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from kmexp.data import Splits
 
 
 def build_data(cfg: DictConfig):

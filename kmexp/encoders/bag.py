@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kmexp.encoders import text, vocab
+from kmexp.encoders import vocab
 from kmexp.encoders.base import PACKAGE, Preprocessor
 
 OUTPUT_MODES = ("multi_hot", "count", "tfidf")
