@@ -100,11 +100,7 @@ def _experiment(cfg: DictConfig, run_dir: Path, logger) -> dict:
     objective = next(iter(metrics))
 
     # Model selection looks at dev only; test is scored once, at the end.
-    monitor = f"val_{objective}" if cfg.trainer.monitor == "objective" else "val_loss"
-    early_stopping = keras.callbacks.EarlyStopping(
-        monitor=monitor, mode="min" if monitor == "val_loss" else "max", patience=cfg.trainer.patience,
-        restore_best_weights=True,
-    )
+    early_stopping = _early_stopping(cfg.trainer, objective)
     callbacks = [
         DevScores(dev_features, dev_targets, loss, metrics),
         StopOnNonFiniteLoss(),
@@ -133,6 +129,15 @@ def _experiment(cfg: DictConfig, run_dir: Path, logger) -> dict:
         "data": {**splits.info, "sizes": {name: len(getattr(splits, name).texts) for name in ("train", "dev", "test")}},
         "seconds": {"train": round(train_seconds, 3)},
     }
+
+
+def _early_stopping(trainer: DictConfig, objective: str) -> keras.callbacks.EarlyStopping:
+    """Stop when the dev loss (or the dev objective) stops improving, and restore the best epoch."""
+    monitor = f"val_{objective}" if trainer.monitor == "objective" else "val_loss"
+    return keras.callbacks.EarlyStopping(
+        monitor=monitor, mode="min" if monitor == "val_loss" else "max", patience=trainer.patience,
+        restore_best_weights=True,
+    )
 
 
 def _targets(split: Split, labels: list[str]) -> np.ndarray:
