@@ -38,3 +38,24 @@ class Preprocessor(keras.layers.Layer):
             "analyzer": self.analyzer,
             "ngram_range": list(self.ngram_range),
         }
+
+
+class SequencePreprocessor(Preprocessor):
+    """A preprocessor that emits padded int32 ids [batch, max_length], 0 being padding.
+
+    Subclasses set ``max_length`` through this constructor and provide ``id_count``,
+    the number of distinct ids, which sizes the embedder that follows.
+    """
+
+    def __init__(self, standardize: Mapping, analyzer: str, ngram_range: Sequence[int], max_length: int, **kwargs):
+        super().__init__(standardize, analyzer, ngram_range, **kwargs)
+        self.max_length = int(max_length)
+
+    def compute_output_spec(self, texts):
+        return keras.KerasTensor((texts.shape[0], self.max_length), dtype="int32")
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.max_length)
+
+    def get_config(self):
+        return {**super().get_config(), "max_length": self.max_length}

@@ -8,11 +8,11 @@ import keras
 import tensorflow as tf
 
 from kmexp.encoders import text, vocab
-from kmexp.encoders.base import PACKAGE, Preprocessor
+from kmexp.encoders.base import PACKAGE, SequencePreprocessor
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class TokenSequencer(Preprocessor):
+class TokenSequencer(SequencePreprocessor):
     """Raw strings -> padded token ids [batch, max_length] for a learned embedding.
 
     Id 0 is padding and id 1 an unknown token, so vocabulary ids start at 2.
@@ -29,10 +29,9 @@ class TokenSequencer(Preprocessor):
         vocabulary_size: int | None = None,
         **kwargs,
     ):
-        super().__init__(standardize, analyzer, ngram_range, **kwargs)
+        super().__init__(standardize, analyzer, ngram_range, max_length, **kwargs)
         self.max_tokens = max_tokens
         self.min_df = int(min_df)
-        self.max_length = int(max_length)
         self.vocabulary_size = vocabulary_size
         self.lookup = keras.layers.StringLookup(num_oov_indices=1, mask_token=None, name="lookup")
 
@@ -54,15 +53,11 @@ class TokenSequencer(Preprocessor):
         ids = self.lookup(self.tokens(texts)) + 1  # shift so that 0 stays free for padding
         return tf.cast(ids.to_tensor(0, shape=[None, self.max_length]), "int32")
 
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], self.max_length)
-
     def get_config(self):
         return {
             **super().get_config(),
             "max_tokens": self.max_tokens,
             "min_df": self.min_df,
-            "max_length": self.max_length,
             "vocabulary_size": self.vocabulary_size,
         }
 
@@ -97,7 +92,7 @@ class PooledEmbedding(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class ByteSequencer(Preprocessor):
+class ByteSequencer(SequencePreprocessor):
     """Raw strings -> their standardized UTF-8 bytes as ids [batch, max_length].
 
     Id = byte value + 2 (0 is padding, 1 is reserved, as the unknown id of the
@@ -117,8 +112,7 @@ class ByteSequencer(Preprocessor):
         ngram_range: Sequence[int] = (1, 1),
         **kwargs,
     ):
-        super().__init__(standardize, analyzer, ngram_range, **kwargs)
-        self.max_length = int(max_length)
+        super().__init__(standardize, analyzer, ngram_range, max_length, **kwargs)
 
     @property
     def id_count(self) -> int:
@@ -138,15 +132,6 @@ class ByteSequencer(Preprocessor):
         values = tf.reshape(tf.io.decode_raw(chars.flat_values, tf.uint8), [-1])
         ids = chars.with_flat_values(tf.cast(values, tf.int32) + self.RESERVED)
         return ids.to_tensor(0, shape=[None, self.max_length])
-
-    def compute_output_spec(self, texts):
-        return keras.KerasTensor((texts.shape[0], self.max_length), dtype="int32")
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], self.max_length)
-
-    def get_config(self):
-        return {**super().get_config(), "max_length": self.max_length}
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)

@@ -33,7 +33,7 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 
 from kmexp.encoders import text, vocab
-from kmexp.encoders.base import PACKAGE, Preprocessor
+from kmexp.encoders.base import PACKAGE, SequencePreprocessor
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ def train_sentencepiece(
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class SubwordSequencer(Preprocessor):
+class SubwordSequencer(SequencePreprocessor):
     """Raw strings -> padded SentencePiece ids [batch, max_length].
 
     Id 0 is padding and id 1 an unknown piece (a character too rare in
@@ -133,13 +133,12 @@ class SubwordSequencer(Preprocessor):
         ngram_range: Sequence[int] = (1, 1),
         **kwargs,
     ):
-        super().__init__(standardize, analyzer, ngram_range, **kwargs)
+        super().__init__(standardize, analyzer, ngram_range, max_length, **kwargs)
         if model_type not in MODEL_TYPES:
             raise ValueError(f"model_type={model_type!r} is not one of {MODEL_TYPES}")
         self.vocab_size = int(vocab_size)
         self.model_type = model_type
         self.character_coverage = float(character_coverage)
-        self.max_length = int(max_length)
         self.vocabulary_size = None if vocabulary_size is None else int(vocabulary_size)
         self._model_proto: bytes | None = None
 
@@ -189,12 +188,6 @@ class SubwordSequencer(Preprocessor):
         ids = self._tokenizer().tokenize(text.standardize(texts, self.standardize))
         return ids.to_tensor(PAD_ID, shape=[None, self.max_length])
 
-    def compute_output_spec(self, texts):
-        return keras.KerasTensor((texts.shape[0], self.max_length), dtype="int32")
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], self.max_length)
-
     def save_assets(self, dir_path):
         with open(os.path.join(dir_path, self.ASSET_FILE), "wb") as f:
             f.write(self.model_proto)
@@ -210,6 +203,5 @@ class SubwordSequencer(Preprocessor):
             "vocab_size": self.vocab_size,
             "model_type": self.model_type,
             "character_coverage": self.character_coverage,
-            "max_length": self.max_length,
             "vocabulary_size": self.vocabulary_size,
         }
