@@ -13,6 +13,7 @@ import math
 import keras
 import numpy as np
 import tensorflow as tf
+from omegaconf import DictConfig
 
 from kmexp.metrics import confusion_matrix
 from kmexp.optim import LBFGS
@@ -78,26 +79,39 @@ def concat_rows(parts: list) -> tf.Tensor | tf.SparseTensor:
     return tf.concat(parts, axis=0)
 
 
-def fit(network: keras.Model, optimizer, loss, train, epochs: int, callbacks: list, jit_compile: bool, steps_per_execution: int):
-    """Train ``network`` and return its ``keras.callbacks.History``.
+def fit(network: keras.Model, optimizer, loss, features, targets: np.ndarray, trainer: DictConfig, seed: int,
+        callbacks: list, jit_compile: bool):
+    """Train ``network`` on precomputed features and one-hot targets; return its ``keras.callbacks.History``.
 
-    ``train`` is a batched ``tf.data.Dataset`` of (features, one-hot targets).
+    ``trainer`` is the ``trainer`` config subtree (epochs, batch size, steps per execution).
     """
     if isinstance(optimizer, LBFGS):
-        return fit_full_batch(network, optimizer, loss, train, epochs, callbacks)
-    network.compile(optimizer=optimizer, loss=loss, jit_compile=jit_compile, steps_per_execution=steps_per_execution)
-    return network.fit(train, epochs=epochs, callbacks=callbacks, verbose=0, shuffle=False)
+        return fit_full_batch(network, optimizer, loss, features, targets, trainer.epochs, callbacks)
+    network.compile(
+        optimizer=optimizer, loss=loss, jit_compile=jit_compile, steps_per_execution=trainer.steps_per_execution
+    )
+    train = minibatches(features, targets, trainer.batch_size, seed)
+    return network.fit(train, epochs=trainer.epochs, callbacks=callbacks, verbose=0, shuffle=False)
 
 
-def fit_full_batch(network: keras.Model, optimizer: LBFGS, loss, train, epochs: int, callbacks: list):
+def minibatches(features, targets: np.ndarray, batch_size: int, seed: int) -> tf.data.Dataset:
+    """Shuffled batches of (features, one-hot targets), reshuffled every epoch."""
+    return (
+        tf.data.Dataset.from_tensor_slices((features, targets))
+        .shuffle(len(targets), seed=seed, reshuffle_each_iteration=True)
+        .batch(batch_size)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+
+def fit_full_batch(network: keras.Model, optimizer: LBFGS, loss, features, targets: np.ndarray, epochs: int,
+                   callbacks: list):
     """Full-batch training with L-BFGS: each epoch is ``optimizer.iterations_per_epoch`` iterations.
 
     The loss is the deterministic full-batch loss (dropout off, inference mode),
     because L-BFGS's line search needs the same function at every evaluation.
     """
-    batches = list(train)  # one pass: the dataset reshuffles on every pass
-    features = concat_rows([x for x, _ in batches])
-    targets = tf.concat([y for _, y in batches], axis=0)
+    targets = tf.constant(targets, dtype=tf.float32)
 
     def objective():
         return loss(targets, network(features, training=False)) + sum(network.losses, 0.0)

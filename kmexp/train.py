@@ -30,6 +30,7 @@ from kmexp.builders import (
 )
 from kmexp.config import validate
 from kmexp.data import Split
+from kmexp.encoders.vocab import batches
 from kmexp.devices import build_device
 from kmexp.fit import DevScores, EpochLogger, StopOnNonFiniteLoss, concat_rows, fit
 from kmexp.metrics import classification_report
@@ -87,7 +88,7 @@ def _experiment(cfg: DictConfig, run_dir: Path, logger) -> dict:
     labels = splits.labels
     # The vocabulary (and idf) come from the training split only: dev and test stay unseen.
     preprocessor = build_preprocessor(cfg.encoder.preprocessor, splits.train.texts)
-    train_set = _dataset(*_features(preprocessor, splits.train, labels), cfg.trainer.batch_size, cfg.seed)
+    train_features, train_targets = _features(preprocessor, splits.train, labels)
     dev_features, dev_targets = _features(preprocessor, splits.dev, labels)
 
     with strategy.scope():
@@ -110,8 +111,7 @@ def _experiment(cfg: DictConfig, run_dir: Path, logger) -> dict:
     ]
     train_started = time.perf_counter()
     history = fit(
-        network, optimizer, loss, train_set, cfg.trainer.epochs, callbacks, cfg.device.jit_compile,
-        cfg.trainer.steps_per_execution,
+        network, optimizer, loss, train_features, train_targets, cfg.trainer, cfg.seed, callbacks, cfg.device.jit_compile
     )
     train_seconds = time.perf_counter() - train_started
 
@@ -145,16 +145,6 @@ def _targets(split: Split, labels: list[str]) -> np.ndarray:
     return keras.utils.to_categorical([index[label] for label in split.labels], len(labels))
 
 
-def _dataset(features, targets: np.ndarray, batch_size: int, shuffle_seed: int) -> tf.data.Dataset:
-    """Shuffled batches of (features, one-hot targets), reshuffled every epoch."""
-    return (
-        tf.data.Dataset.from_tensor_slices((features, targets))
-        .shuffle(len(targets), seed=shuffle_seed, reshuffle_each_iteration=True)
-        .batch(batch_size)
-        .prefetch(tf.data.AUTOTUNE)
-    )
-
-
 def _features(preprocessor, split: Split, labels: list[str]) -> tuple[tf.Tensor | tf.SparseTensor, np.ndarray]:
     """A split's features and one-hot targets, computed once.
 
@@ -163,12 +153,8 @@ def _features(preprocessor, split: Split, labels: list[str]) -> tuple[tf.Tensor 
     bound memory: no graph to trace, and each epoch only reshuffles the result.
     """
     with tf.device("/cpu:0"):
-        parts = [preprocessor(chunk) for chunk in _chunks(split.texts)]
+        parts = [preprocessor(chunk) for chunk in batches(split.texts, _PREPROCESS_BATCH)]
     return concat_rows(parts), _targets(split, labels)
-
-
-def _chunks(texts: list[str]) -> list[tf.Tensor]:
-    return [tf.constant(texts[i : i + _PREPROCESS_BATCH]) for i in range(0, len(texts), _PREPROCESS_BATCH)]
 
 
 def _evaluate(model: keras.Model, splits: list[Split], labels: list[str], metrics: dict) -> list[dict]:
@@ -176,7 +162,7 @@ def _evaluate(model: keras.Model, splits: list[Split], labels: list[str], metric
     index = {label: i for i, label in enumerate(labels)}
     reports = []
     for split in splits:
-        probabilities = np.concatenate([model(chunk, training=False).numpy() for chunk in _chunks(split.texts)])
+        probabilities = np.concatenate([model(chunk, training=False).numpy() for chunk in batches(split.texts, _PREPROCESS_BATCH)])
         y_true = np.array([index[label] for label in split.labels])
         reports.append(classification_report(y_true, probabilities.argmax(1), labels, metrics))
     return reports
