@@ -19,6 +19,7 @@ from kmexp.config import register_configs
 from kmexp.errors import KmexpError
 from kmexp.paths import config_dir
 from kmexp.report import summary_table
+from kmexp.sweep import sweep_group
 from kmexp.train import train
 
 log = logging.getLogger("kmexp")
@@ -28,7 +29,13 @@ log = logging.getLogger("kmexp")
 def run(cfg: DictConfig) -> float:
     hydra_cfg = HydraConfig.get()
     try:
-        metrics = train(cfg, Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task))
+        metrics = train(
+            cfg,
+            Path(hydra_cfg.runtime.output_dir),
+            list(hydra_cfg.overrides.task),
+            choices={group: str(option) for group, option in hydra_cfg.runtime.choices.items() if not group.startswith("hydra/")},
+            group=sweep_group(Path(hydra_cfg.sweep.dir)) if hydra_cfg.mode == RunMode.MULTIRUN else None,
+        )
     except KmexpError as err:
         if hydra_cfg.mode == RunMode.MULTIRUN:
             raise  # the sweep records the failed job and goes on

@@ -2,7 +2,9 @@
 
 ``train(cfg, run_dir, overrides)`` returns the metrics that it also writes to
 ``run_dir/metrics.json``. It knows nothing about Hydra's entry point, so tests
-and notebooks can call it with a composed config.
+and notebooks can call it with a composed config. Inside a sweep, the entry
+point also passes ``choices`` (the option picked in each config group) and
+``group`` (the sweep's id, which groups its W&B runs).
 """
 
 from __future__ import annotations
@@ -45,8 +47,19 @@ HISTORY_FILE = "history.csv"
 _PREPROCESS_BATCH = 1024
 
 
-def train(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
-    """Run the experiment that ``cfg`` describes and return its metrics."""
+def train(
+    cfg: DictConfig,
+    run_dir: Path,
+    overrides: list[str],
+    choices: dict[str, str] | None = None,
+    group: str | None = None,
+) -> dict:
+    """Run the experiment that ``cfg`` describes and return its metrics.
+
+    ``overrides`` are this job's command-line overrides; ``choices`` maps each
+    config group to the option picked (``{"encoder": "char_ngram", ...}``);
+    ``group`` names the sweep the job belongs to (None for a single run).
+    """
     started = time.perf_counter()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -55,6 +68,8 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict:
         "language": plain(cfg.language),
         "seed": cfg.seed,
         "overrides": list(overrides),
+        "choices": dict(choices or {}),
+        "group": group,
         "versions": versions(),
         **where(),
     }
