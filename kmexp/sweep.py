@@ -1,11 +1,221 @@
-"""Multirun sweeps: the id that groups a sweep's jobs."""
+"""Multirun sweeps: progress lines, failed jobs that don't stop the sweep, resume, and the end-of-sweep report.
+
+A sweep is Hydra's multirun. kmexp adds, through ``SweepCallback`` (a Hydra
+callback registered in ``conf/config.yaml``):
+
+- ``on_multirun_start``: ``sweep.json`` in the sweep folder, with the number of
+  jobs, so that each job's progress line can say ``i/N``;
+- ``on_job_end``: one line per finished job: ``i/N``, its overrides, status,
+  objective and seconds, read back from the job's ``metrics.json``;
+- ``on_multirun_end``: the comparison report (``kmexp.report``), then a
+  non-zero exit naming the failed jobs, if any.
+
+A failed job never stops the sweep: the entry point records it (``metrics.json``
+says ``status: failed`` and why) and returns NaN to the sweeper.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+import math
+import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from kmexp.records import write_json
+
+log = logging.getLogger("kmexp.sweep")
+
+SWEEP_FILE = "sweep.json"
+METRICS_FILE = "metrics.json"
+# Overrides that steer the sweep itself rather than the experiment: left out of a job's recorded overrides.
+CONTROL_KEYS = ("resume",)
+
+
+def register_sweep_resolvers() -> None:
+    # ${kmexp.coalesce:a,b}: a unless it is null, else b. Lets `resume=DIR` pick the sweep folder.
+    OmegaConf.register_new_resolver("kmexp.coalesce", lambda value, default: default if value is None else value, replace=True)
 
 
 def sweep_group(sweep_dir: Path) -> str:
     """A sweep's id: its folder's parent and name (``2026-11-27_10-31-02-123456``), unique per sweep."""
     sweep_dir = Path(sweep_dir)
     return f"{sweep_dir.parent.name}_{sweep_dir.name}" if sweep_dir.parent.name else sweep_dir.name
+
+
+def experiment_overrides(overrides: list[str]) -> list[str]:
+    """A job's overrides without the sweep-control ones (``resume=...``)."""
+    return [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in CONTROL_KEYS]
+
+
+def keep_completed(run_dir: Path, record: dict) -> None:
+    """Mark a completed run that a resumed sweep keeps instead of rerunning."""
+    write_json(Path(run_dir) / METRICS_FILE, {**record, "kept_on_resume": True})
+
+
+def read_metrics(run_dir: Path) -> dict | None:
+    """A job's ``metrics.json``, or None if it has none (or an unreadable one)."""
+    try:
+        return json.loads((Path(run_dir) / METRICS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def completed_record(run_dir: Path, overrides: list[str]) -> dict | None:
+    """The record of an earlier, completed run of this same job in ``run_dir``, if there is one.
+
+    Resuming keeps a job only when its folder holds a completed run with the same
+    overrides: a folder from a different sweep at the same job number is rerun.
+    """
+    record = read_metrics(run_dir)
+    if record is None or record.get("status") != "completed":
+        return None
+    if experiment_overrides(record.get("overrides", [])) != experiment_overrides(overrides):
+        return None
+    return record
+
+
+def count_jobs(sweep_params: dict, arguments: list[str]) -> int | None:
+    """How many jobs the basic sweeper makes of these sweeper params and command-line overrides."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+    try:
+        parsed = OverridesParser.create().parse_overrides([*(f"{k}={v}" for k, v in sweep_params.items()), *arguments])
+        return sum(len(batch) for batch in BasicSweeper.split_arguments(parsed, None))
+    except Exception:  # e.g. glob() sweeps, which need the config loader: the count is only for display
+        return None
+
+
+@dataclass(frozen=True)
+class JobLine:
+    """One finished job, as the sweep's progress line shows it."""
+
+    number: int
+    total: int | None
+    overrides: list[str]
+    status: str
+    objective: float | None
+    seconds: float | None
+    note: str = ""
+
+    def __str__(self) -> str:
+        total = "?" if self.total is None else self.total
+        objective = "-" if self.objective is None or math.isnan(self.objective) else f"{self.objective:.4f}"
+        seconds = "-" if self.seconds is None else f"{self.seconds:.1f}s"
+        status = f"{self.status} ({self.note})" if self.note else self.status
+        return f"[kmexp sweep] {self.number + 1}/{total}  {' '.join(self.overrides) or '(no overrides)'}  {status}  objective {objective}  {seconds}"
+
+
+def job_line(run_dir: Path, number: int, total: int | None, overrides: list[str]) -> JobLine:
+    record = read_metrics(run_dir) or {}
+    objective = record.get("objective", {}).get("value") if record.get("status") == "completed" else None
+    return JobLine(
+        number=number,
+        total=total,
+        overrides=experiment_overrides(overrides),
+        status=record.get("status", "failed"),
+        objective=objective,
+        seconds=record.get("seconds", {}).get("total"),
+        note="kept from the earlier sweep" if record.get("kept_on_resume") else record.get("error", ""),
+    )
+
+
+@dataclass(frozen=True)
+class FailedJob:
+    name: str
+    overrides: list[str]
+    error: str
+
+    def __str__(self) -> str:
+        return f"job {self.name} ({' '.join(self.overrides) or 'no overrides'}): {self.error}"
+
+
+def failed_jobs(sweep_dir: Path) -> list[FailedJob]:
+    """Jobs of a sweep that did not complete, from their folders' ``metrics.json``."""
+    failed = []
+    for job_dir in job_dirs(sweep_dir):
+        record = read_metrics(job_dir)
+        if record is None:
+            failed.append(FailedJob(job_dir.name, _overrides_of(job_dir), "no metrics.json"))
+        elif record.get("status") != "completed":
+            error = record.get("error", f"status {record.get('status')}")
+            failed.append(FailedJob(job_dir.name, experiment_overrides(record.get("overrides", [])), error))
+    return failed
+
+
+def job_dirs(sweep_dir: Path) -> list[Path]:
+    """A sweep's job folders (those Hydra made: they hold ``.hydra/``), in job-number order."""
+    found = [p.parent.parent for p in Path(sweep_dir).glob("*/.hydra/overrides.yaml")]
+    return sorted(found, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
+
+
+def _overrides_of(job_dir: Path) -> list[str]:
+    try:
+        return experiment_overrides(list(OmegaConf.load(job_dir / ".hydra" / "overrides.yaml")))
+    except OSError:
+        return []
+
+
+class SweepCallback(Callback):
+    """kmexp's Hydra callback: progress lines during a sweep, the report and the exit status after it."""
+
+    def __init__(self, report: bool):
+        self.report = report  # write results.csv, report.md, report.html and plots at the end of every sweep
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        arguments = list(config.hydra.overrides.task)
+        params = config.hydra.sweeper.get("params")
+        params = {} if params is None else OmegaConf.to_container(params, resolve=True)
+        total = count_jobs(params, arguments)
+        if total is None:
+            total = config.hydra.sweeper.get("n_trials")  # search sweepers (optuna) say how many trials
+        write_json(sweep_dir / SWEEP_FILE, {"group": sweep_group(sweep_dir), "jobs": total, "overrides": arguments})
+
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        if config.hydra.mode != RunMode.MULTIRUN:
+            return
+        sweep = read_json_or_empty(Path(config.hydra.sweep.dir) / SWEEP_FILE)
+        line = job_line(
+            Path(config.hydra.runtime.output_dir), config.hydra.job.num, sweep.get("jobs"), list(config.hydra.overrides.task)
+        )
+        print(line, flush=True)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        if self.report:
+            self._write_report(sweep_dir)
+        failed = failed_jobs(sweep_dir)
+        total = len(job_dirs(sweep_dir))
+        if not failed:
+            print(f"[kmexp sweep] all {total} jobs completed: {sweep_dir}", flush=True)
+            return
+        lines = [f"kmexp: error: {len(failed)} of {total} jobs failed in {sweep_dir}:", *(f"  {job}" for job in failed)]
+        print("\n".join(lines), file=sys.stderr, flush=True)
+        raise SystemExit(1)  # a BaseException: Hydra's callback runner passes it on, and the sweep exits non-zero
+
+    @staticmethod
+    def _write_report(sweep_dir: Path) -> None:
+        try:
+            from kmexp.report import write_report
+
+            report = write_report(sweep_dir)
+        except Exception as err:  # the jobs' own results are already safe on disk; say why the report is missing
+            print(f"kmexp: error: the sweep report could not be written: {type(err).__name__}: {err}", file=sys.stderr)
+            return
+        print(f"[kmexp sweep] report: {sweep_dir / 'report.html'} ({len(report.rows)} jobs)", flush=True)
+
+
+def read_json_or_empty(path: Path) -> dict:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}

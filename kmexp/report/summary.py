@@ -1,4 +1,4 @@
-"""Human-readable views of a run's metrics."""
+"""The one-run summary that ``python -m kmexp`` prints after training."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ def summary_table(metrics: dict) -> str:
     names = [name for name, value in metrics["dev"].items() if isinstance(value, float)]
     width = max(len(name) for name in names) + 2
     lines = [
-        f"kmexp run: language={metrics['language']['code']} seed={metrics['seed']} "
-        f"epochs={metrics['epochs_run']} (best {metrics['best_epoch']}) "
-        f"train {metrics['seconds']['train']:.1f}s",
+        (
+            f"kmexp run: language={metrics['language']['code']} seed={metrics['seed']} "
+            f"epochs={metrics['epochs_run']} (best {metrics['best_epoch']}) "
+            f"train {metrics['seconds']['train']:.1f}s"
+        ),
         f"{'metric':<{width}}{'dev':>8}{'test':>8}",
     ]
     for name in names:

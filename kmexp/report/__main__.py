@@ -1,0 +1,7 @@
+"""``python -m kmexp.report SWEEP_DIR``."""
+
+import sys
+
+from kmexp.report.cli import main
+
+sys.exit(main())

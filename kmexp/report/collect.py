@@ -1,0 +1,201 @@
+"""Read a sweep folder into one record per job.
+
+Everything downstream (tables, plots, pages) works from these records, so the
+rules about what a job *is* live here: a job is a folder Hydra made (it holds
+``.hydra/overrides.yaml``, see ``kmexp.sweep.job_dirs``), and a job without a
+readable ``metrics.json`` is a failed job, never a silently missing one.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from kmexp.sweep import experiment_overrides, job_dirs
+
+METRICS_FILE = "metrics.json"
+HISTORY_FILE = "history.csv"
+# Override keys that say which locale a job is about: they make the rows of the report, not its settings.
+LOCALE_KEYS = ("language", "language.code", "language.tag", "language.name")
+SEED_KEY = "seed"
+
+
+class NoJobsError(ValueError):
+    """The folder is not a sweep: it holds no job folders."""
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    """What ``write_report`` found and wrote: one row per job (as in results.csv), the failures, the files."""
+
+    sweep_dir: Path
+    rows: list[dict]
+    failed: list[tuple[str, str, str]]  # (job name, its overrides, error), for every job that did not complete
+    paths: list[Path]
+    swept_keys: list[str]
+    objective: str | None
+
+
+@dataclass(frozen=True)
+class Job:
+    """One job of a sweep: its folder, overrides, and its metrics (empty when it has none)."""
+
+    name: str
+    folder: Path
+    overrides: tuple[str, ...]
+    metrics: dict = field(default_factory=dict)
+    problem: str = ""  # why metrics.json could not be used, when it could not
+
+    @property
+    def status(self) -> str:
+        return "failed" if self.problem else str(self.metrics.get("status", "failed"))
+
+    @property
+    def completed(self) -> bool:
+        return self.status == "completed"
+
+    @property
+    def error(self) -> str:
+        """One line saying why the job did not complete ("" when it did)."""
+        if self.problem:
+            return self.problem
+        if self.completed:
+            return ""
+        return str(self.metrics.get("error") or f"status {self.status}")
+
+    @property
+    def locale(self) -> str:
+        """The language tag (``fr``; the SIB-200 code for ``language=generic``), read where it is recorded."""
+        language = self.metrics.get("language")
+        if isinstance(language, dict) and language.get("tag"):
+            return str(language["tag"])
+        values = override_values(self.overrides)
+        for key in LOCALE_KEYS:
+            if key in values:
+                return values[key]
+        return str(self.metrics.get("choices", {}).get("language", "?"))
+
+    @property
+    def code(self) -> str:
+        """The SIB-200 code (``fra_Latn``): transfer scores in ``eval`` are keyed by it."""
+        language = self.metrics.get("language")
+        if isinstance(language, dict) and language.get("code"):
+            return str(language["code"])
+        return self.locale
+
+    def score(self, split: str, metric: str) -> float | None:
+        """A metric on a split (``dev``/``test``), or None when the job did not record it."""
+        return as_float(self.metrics.get(split, {}).get(metric)) if isinstance(self.metrics.get(split), dict) else None
+
+    def transfer(self, metric: str) -> dict[str, float]:
+        """Test scores on other languages (the optional ``eval`` field), by SIB-200 code."""
+        recorded = self.metrics.get("eval")
+        found = {}
+        for code, scores in (recorded.items() if isinstance(recorded, dict) else ()):
+            value = as_float(scores.get(metric)) if isinstance(scores, dict) else None
+            if value is not None:
+                found[str(code)] = value
+        return found
+
+    def history(self) -> dict[str, list[float]]:
+        """The per-epoch columns of ``history.csv`` (Keras CSVLogger), empty when there is none."""
+        try:
+            with open(self.folder / HISTORY_FILE, newline="", encoding="utf-8") as f:
+                rows = list(csv.DictReader(f))
+        except OSError:
+            return {}
+        columns: dict[str, list[float]] = {}
+        for row in rows:
+            for key, value in row.items():
+                number = as_float(value)
+                columns.setdefault(key, []).append(math.nan if number is None else number)
+        return columns
+
+
+def as_float(value) -> float | None:
+    """A finite-or-NaN float from a JSON/CSV value; None for anything that is not a number."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def override_values(overrides) -> dict[str, str]:
+    """``["optimizer=sgd", "+x=1"]`` -> ``{"optimizer": "sgd", "x": "1"}`` (Hydra's ``+``/``~`` prefixes dropped)."""
+    values = {}
+    for item in overrides:
+        key, _, value = str(item).partition("=")
+        values[key.lstrip("+~")] = value
+    return values
+
+
+def read_job(folder: Path) -> Job:
+    """One job folder as a ``Job``; an absent or unreadable ``metrics.json`` becomes the job's error."""
+    path = folder / METRICS_FILE
+    fallback = tuple(experiment_overrides(_hydra_overrides(folder)))
+    if not path.exists():
+        return Job(folder.name, folder, fallback, problem="no metrics.json")
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        return Job(folder.name, folder, fallback, problem=f"unreadable metrics.json: {err}")
+    if not isinstance(metrics, dict):
+        return Job(folder.name, folder, fallback, problem="unreadable metrics.json: not a JSON object")
+    recorded = metrics.get("overrides")
+    overrides = tuple(experiment_overrides([str(o) for o in recorded])) if isinstance(recorded, list) else fallback
+    return Job(folder.name, folder, overrides, metrics)
+
+
+def _hydra_overrides(folder: Path) -> list[str]:
+    try:
+        return [str(item) for item in OmegaConf.load(folder / ".hydra" / "overrides.yaml")]
+    except (OSError, ValueError, TypeError):
+        return []
+
+
+def collect_jobs(sweep_dir: Path) -> list[Job]:
+    """Every job of a sweep, in job-number order. Raises NoJobsError for a folder that holds none."""
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        raise NoJobsError(f"{sweep_dir} is not a folder; expected a sweep folder (hydra.sweep.dir) with job folders 0/, 1/, ...")
+    jobs = [read_job(folder) for folder in job_dirs(sweep_dir)]
+    if not jobs:
+        raise NoJobsError(
+            f"{sweep_dir} holds no job folders; expected a sweep folder (hydra.sweep.dir) with job folders "
+            "0/, 1/, ... each holding .hydra/overrides.yaml"
+        )
+    return jobs
+
+
+def swept_keys(jobs: list[Job]) -> list[str]:
+    """Override keys whose value differs across jobs (absent counts as a value), in first-seen order."""
+    per_job = [override_values(job.overrides) for job in jobs]
+    keys: list[str] = []
+    for values in per_job:
+        keys.extend(key for key in values if key not in keys)
+    return [key for key in keys if len({values.get(key) for values in per_job}) > 1]
+
+
+def setting_of(job: Job, keys: list[str]) -> str:
+    """What a job tried, apart from its locale and seed: ``optimizer=sgd``; ``default`` when nothing else is swept."""
+    values = override_values(job.overrides)
+    parts = [f"{key}={values[key]}" for key in keys if key in values and key not in LOCALE_KEYS and key != SEED_KEY]
+    return " ".join(parts) or "default"
+
+
+def objective_name(jobs: list[Job]) -> str | None:
+    """The objective the completed jobs share (the most common, should a sweep mix them)."""
+    names = Counter(
+        str(job.metrics["objective"]["name"])
+        for job in jobs
+        if job.completed and isinstance(job.metrics.get("objective"), dict) and job.metrics["objective"].get("name")
+    )
+    return names.most_common(1)[0][0] if names else None

@@ -1,0 +1,192 @@
+"""Real multirun sweeps of ``python -m kmexp -m`` in a subprocess: progress, failures, resume, presets, report."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from conftest import files_overrides, make_rows, run_cli, write_tsv
+from kmexp.config import register_configs
+from kmexp.paths import config_dir
+from kmexp.sweep import count_jobs
+
+PROGRESS = re.compile(r"^\[kmexp sweep\] (\d+)/(\d+)  (.+?)  (completed|failed)(?: \((.*)\))?  objective (\S+)  (\S+)$")
+
+
+def metrics_of(sweep_dir: Path, job: int) -> dict:
+    return json.loads((sweep_dir / str(job) / "metrics.json").read_text())
+
+
+def progress_lines(stdout: str) -> list[re.Match]:
+    return [m for m in map(PROGRESS.match, stdout.splitlines()) if m]
+
+
+def wandb_summary(run_dir: Path) -> dict:
+    """The offline W&B run of a job, read back with wandb's own reader."""
+    (run,) = list((run_dir / "wandb").glob("offline-run-*"))
+    out = subprocess.run(["wandb", "leet", "inspect", "--summary", "--json", str(run)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout)
+
+
+def wandb_group(run_dir: Path) -> str:
+    (run,) = list((run_dir / "wandb").glob("offline-run-*"))
+    out = subprocess.run(["wandb", "leet", "inspect", "--json", str(run)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    groups = set(re.findall(r'"run_group"\s*:\s*"([^"]*)"', out.stdout))
+    assert len(groups) == 1, groups
+    return groups.pop()
+
+
+@pytest.fixture(scope="module")
+def sweep_2x2(tmp_path_factory, sib200_dir):
+    """The issue's sweep: language=fr,zh x optimizer=adam,sgd on SIB-200, W&B offline."""
+    cwd = tmp_path_factory.mktemp("sweep2x2")
+    sweep_dir = cwd / "sweep"
+    args = ["-m", "language=fr,zh", "optimizer=adam,sgd", "trainer.epochs=3", f"hydra.sweep.dir={sweep_dir}"]
+    result = run_cli(args, cwd=cwd, env={"KMEXP_DATA_DIR": str(sib200_dir), "WANDB_MODE": "offline"})
+    return result, sweep_dir
+
+
+def test_sweep_runs_every_job_and_prints_progress(sweep_2x2):
+    result, sweep_dir = sweep_2x2
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = [metrics_of(sweep_dir, job) for job in range(4)]
+    assert [r["status"] for r in records] == ["completed"] * 4
+    assert {(r["language"]["tag"], r["choices"]["optimizer"]) for r in records} == {
+        ("fr", "adam"), ("fr", "sgd"), ("zh", "adam"), ("zh", "sgd")
+    }
+    lines = progress_lines(result.stdout)
+    assert [(m[1], m[2], m[4]) for m in lines] == [(str(i), "4", "completed") for i in range(1, 5)]
+    for line, record in zip(lines, records):
+        assert line[3].split() == record["overrides"]
+        assert float(line[6]) == pytest.approx(record["objective"]["value"], abs=1e-4)
+        assert line[7].endswith("s")
+
+
+def test_sweep_writes_results_and_report(sweep_2x2):
+    result, sweep_dir = sweep_2x2
+    assert (sweep_dir / "results.csv").read_text().count("\n") == 5  # header and 4 rows
+    assert (sweep_dir / "report.md").is_file() and (sweep_dir / "report.html").is_file()
+    assert list(sweep_dir.glob("*.png")) or list(sweep_dir.glob("*/*.png"))
+    assert "report" in result.stdout
+
+
+def test_sweep_jobs_are_offline_wandb_runs_in_one_group(sweep_2x2):
+    _, sweep_dir = sweep_2x2
+    groups = {wandb_group(sweep_dir / str(job)) for job in range(4)}
+    assert len(groups) == 1
+    assert groups == {metrics_of(sweep_dir, 0)["group"]}
+    summary = wandb_summary(sweep_dir / "0")
+    assert summary["state"] == "finished"
+
+
+@pytest.fixture
+def two_data_sets(tmp_path) -> dict[str, Path]:
+    """Small files, and the path of a training file that does not exist yet."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    return {
+        "train": write_tsv(folder / "train.tsv", make_rows(30, seed=1)),
+        "late_train": folder / "late_train.tsv",
+        "dev": write_tsv(folder / "dev.tsv", make_rows(10, seed=2)),
+        "test": write_tsv(folder / "test.tsv", make_rows(10, seed=3)),
+    }
+
+
+def test_a_failed_job_does_not_stop_the_sweep(small_data, tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    args = ["-m", *files_overrides(small_data), "optimizer.learning_rate=0.01,-1,0.02", "trainer.epochs=3",
+            f"hydra.sweep.dir={sweep_dir}"]
+    result = run_cli(args, cwd=tmp_path, env={"WANDB_MODE": "offline"})
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert [metrics_of(sweep_dir, job)["status"] for job in range(3)] == ["completed", "failed", "completed"]
+    failed = metrics_of(sweep_dir, 1)
+    assert "optimizer.learning_rate" in failed["error"] and "> 0" in failed["error"]
+    # The end of the sweep names the failed job and why.
+    tail = result.stderr.strip().splitlines()[-2:]
+    assert "1 of 3 jobs failed" in tail[0]
+    assert "job 1" in tail[1] and "optimizer.learning_rate=-1" in tail[1]
+    assert [m[4] for m in progress_lines(result.stdout)] == ["completed", "failed", "completed"]
+    # Its W&B run is marked failed; the others finished.
+    assert wandb_summary(sweep_dir / "1")["exit_code"] != 0
+    assert wandb_summary(sweep_dir / "2")["state"] == "finished"
+    # The report still comes, and lists the failure.
+    assert "optimizer.learning_rate" in (sweep_dir / "report.md").read_text()
+
+
+def test_a_nan_loss_fails_only_its_job(small_data, tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    args = ["-m", *files_overrides(small_data), "optimizer=sgd", "optimizer.learning_rate=1e38,0.1", "trainer.epochs=3",
+            "logger=none", f"hydra.sweep.dir={sweep_dir}"]
+    result = run_cli(args, cwd=tmp_path)
+    assert result.returncode != 0
+    failed = metrics_of(sweep_dir, 0)
+    assert failed["status"] == "failed"
+    assert failed["error"].startswith("NonFiniteLoss: training loss became") and "learning_rate" in failed["error"]
+    assert metrics_of(sweep_dir, 1)["status"] == "completed"
+
+
+def test_resume_reruns_only_what_did_not_complete(two_data_sets, tmp_path):
+    data = two_data_sets
+    sweep_dir = tmp_path / "sweep"
+    args = ["-m", "data=files", f"data.train={data['train']},{data['late_train']}", f"data.dev={data['dev']}",
+            f"data.test={data['test']}", "trainer.epochs=3", "logger=none", f"hydra.sweep.dir={sweep_dir}"]
+    first = run_cli(args, cwd=tmp_path)
+    assert first.returncode != 0
+    assert [metrics_of(sweep_dir, job)["status"] for job in range(2)] == ["completed", "failed"]
+    kept_before = metrics_of(sweep_dir, 0)
+    model_mtime = (sweep_dir / "0" / "model.keras").stat().st_mtime_ns
+
+    # The missing file appears; the same sweep, resumed into the same folder, finishes.
+    write_tsv(data["late_train"], make_rows(30, seed=4))
+    resumed = run_cli([*args[:-1], f"resume={sweep_dir}"], cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    kept_after = metrics_of(sweep_dir, 0)
+    assert kept_after["kept_on_resume"] is True
+    assert {k: v for k, v in kept_after.items() if k != "kept_on_resume"} == kept_before  # not retrained
+    assert (sweep_dir / "0" / "model.keras").stat().st_mtime_ns == model_mtime
+    assert metrics_of(sweep_dir, 1)["status"] == "completed"
+    assert f"data.train={data['late_train']}" in metrics_of(sweep_dir, 1)["overrides"]
+    assert [m[5] for m in progress_lines(resumed.stdout)] == ["kept from the earlier sweep", None]
+    assert not any("resume=" in o for o in metrics_of(sweep_dir, 1)["overrides"])
+
+
+def test_resume_into_a_new_folder_runs_everything(small_data, tmp_path):
+    sweep_dir = tmp_path / "fresh"
+    args = ["-m", *files_overrides(small_data), "seed=0,1", "trainer.epochs=2", "logger=none", f"resume={sweep_dir}"]
+    result = run_cli(args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [metrics_of(sweep_dir, job)["status"] for job in range(2)] == ["completed"] * 2
+    assert not any("kept_on_resume" in metrics_of(sweep_dir, job) for job in range(2))
+
+
+def compose_multirun(overrides: list[str]):
+    register_configs()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        return compose("config", overrides=overrides, return_hydra_config=True)
+
+
+@pytest.mark.parametrize(("preset", "expected"), [("locales", 26), ("encoders", 7 * 6)])
+def test_sweep_presets_expand_to_their_jobs(preset, expected):
+    cfg = compose_multirun([f"+sweep={preset}"])
+    params = dict(cfg.hydra.sweeper.params)
+    assert count_jobs(params, []) == expected
+    assert count_jobs(params, ["optimizer=adam,sgd"]) == 2 * expected
+    if preset == "locales":
+        languages = params["language"].split(",")
+        assert "en" in languages and "zh-Hant" in languages and "generic" not in languages
+
+
+def test_every_sweep_preset_language_and_encoder_exists():
+    from kmexp.paths import group_options
+
+    for preset in ("locales", "encoders"):
+        params = dict(compose_multirun([f"+sweep={preset}"]).hydra.sweeper.params)
+        for group, values in params.items():
+            assert set(values.split(",")) <= set(group_options(group)), (preset, group)
