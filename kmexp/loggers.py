@@ -1,15 +1,29 @@
 """Experiment loggers: W&B (offline by default), CSV, or none.
 
-Every logger has the same four calls, made by the training program in order:
-``start(config, tags)``, ``log_epoch(epoch, logs)`` once per epoch,
-``log_summary(metrics)``, and ``finish(status)`` exactly once.
+Every logger has the same five calls, made by the training program in order:
+
+- ``start(config, choices=..., overrides=..., group=...)`` once, first;
+- ``log_epoch(epoch, logs)`` once per epoch;
+- ``log_summary(metrics)`` and ``log_evaluation(labels, reports, model_path)`` once a run
+  has completed (``reports`` maps a split name to its ``classification_report``);
+- ``finish(status)`` exactly once, whatever happened.
+
+``status`` is the run's ``metrics.json`` status: ``completed``, ``failed`` or ``interrupted``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+
+from kmexp.errors import KmexpError
+
+# W&B rejects longer tags: this is the service's limit, not a setting.
+MAX_TAG_LENGTH = 64
+_PER_CLASS_COLUMNS = ["label", "precision", "recall", "f1", "support"]
 
 
 class NullLogger:
@@ -18,7 +32,9 @@ class NullLogger:
     def __init__(self, run_dir: str):
         self.run_dir = Path(run_dir)
 
-    def start(self, config: dict, tags: list[str]) -> None:
+    def start(
+        self, config: dict, *, choices: Mapping[str, str], overrides: Sequence[str], group: str | None
+    ) -> None:
         pass
 
     def log_epoch(self, epoch: int, logs: dict) -> None:
@@ -27,16 +43,20 @@ class NullLogger:
     def log_summary(self, metrics: dict) -> None:
         pass
 
+    def log_evaluation(self, labels: Sequence[str], reports: Mapping[str, dict], model_path: Path) -> None:
+        pass
+
     def finish(self, status: str) -> None:
         pass
 
 
 class CSVLogger(NullLogger):
-    """Appends one row per epoch to ``<run_dir>/<filename>``; the summary goes in a last row."""
+    """Per-epoch rows and the summary in ``<run_dir>/<filename>``; per-class scores in ``per_class_filename``."""
 
-    def __init__(self, run_dir: str, filename: str):
+    def __init__(self, run_dir: str, filename: str, per_class_filename: str):
         super().__init__(run_dir)
         self.path = self.run_dir / filename
+        self.per_class_path = self.run_dir / per_class_filename
         self._rows: list[dict] = []
 
     def log_epoch(self, epoch: int, logs: dict) -> None:
@@ -45,49 +65,96 @@ class CSVLogger(NullLogger):
     def log_summary(self, metrics: dict) -> None:
         self._rows.append({"epoch": "summary", **metrics})
 
+    def log_evaluation(self, labels: Sequence[str], reports: Mapping[str, dict], model_path: Path) -> None:
+        """One row per split and label, so a spreadsheet can compare classes without reading JSON."""
+        rows = [{"split": split, **row} for split, report in reports.items() for row in per_class_rows(labels, report)]
+        _write_csv(self.per_class_path, ["split", *_PER_CLASS_COLUMNS], rows)
+
     def finish(self, status: str) -> None:
         fields: list[str] = []
         for row in self._rows:
             fields.extend(key for key in row if key not in fields)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=[*fields, "status"])
-            writer.writeheader()
-            for row in self._rows:
-                writer.writerow({**row, "status": status})
+        _write_csv(self.path, [*fields, "status"], [{**row, "status": status} for row in self._rows])
 
 
 class WandbLogger(NullLogger):
     """One W&B run per job, its files inside the run folder.
 
-    Offline unless ``mode`` is ``online``: the mode, error reporting and the
-    init timeout are settled before ``wandb.init``, so an offline run never
-    touches the network.
+    Offline unless ``mode`` is ``online``. For an offline run, error reporting
+    is switched off and artifact staging moves into the run folder *only while
+    the run lives* (the variables are restored at ``finish``), so nothing leaks
+    into a later online run of the same process. ``finish`` also tears down
+    W&B's background service, so the next job starts a fresh one with its own
+    settings: W&B's service reads error reporting once, when it starts.
     """
 
-    def __init__(self, run_dir: str, project: str, mode: str, job_type: str, init_timeout_s: float):
+    def __init__(
+        self,
+        run_dir: str,
+        project: str,
+        entity: str | None,
+        mode: str,
+        job_type: str,
+        tag_groups: Sequence[str],
+        log_model: bool,
+        init_timeout_s: float,
+        system_metrics: bool,
+        console: str,
+        quiet: bool,
+    ):
         super().__init__(run_dir)
         self.project = project
+        self.entity = entity
         self.mode = mode
         self.job_type = job_type
+        self.tag_groups = list(tag_groups)
+        self.log_model = log_model
         self.init_timeout_s = init_timeout_s
+        self.system_metrics = system_metrics
+        self.console = console
+        self.quiet = quiet
         self.run = None
+        self._started = False
+        self._scope = contextlib.ExitStack()
 
-    def start(self, config: dict, tags: list[str]) -> None:
-        # Set before importing wandb: it reads these at import and at init.
-        os.environ.setdefault("WANDB_ERROR_REPORTING", "false")
-        os.environ.setdefault("WANDB_SILENT", "true")
+    @property
+    def wandb_dir(self) -> Path:
+        """W&B writes ``<run_dir>/wandb/<offline-run-...>``; ``wandb sync`` takes those folders."""
+        return self.run_dir / "wandb"
+
+    def start(
+        self, config: dict, *, choices: Mapping[str, str], overrides: Sequence[str], group: str | None
+    ) -> None:
         import wandb
 
-        self.run = wandb.init(
+        self.wandb_dir.mkdir(parents=True, exist_ok=True)
+        self._started = True
+        self._scope.enter_context(_environment(offline_environment(self.wandb_dir) if self.mode != "online" else {}))
+        try:
+            self.run = self._init(wandb, config, choices, overrides, group)
+        except wandb.errors.Error as err:
+            # Not logged in, or the server unreachable within init_timeout_s: one line, and the way out.
+            raise KmexpError(f"W&B could not start the run (logger.mode={self.mode}): {err} "
+                             "(or log offline: logger.mode=offline)") from err
+
+    def _init(self, wandb, config: dict, choices: Mapping[str, str], overrides: Sequence[str], group: str | None):
+        return wandb.init(
             project=self.project,
+            entity=self.entity,
             dir=str(self.run_dir),
             mode=self.mode,
+            group=group,
             job_type=self.job_type,
-            config=config,
-            tags=tags,
+            # The options picked go in the config too, so W&B can filter and plot by them.
+            config={**config, "choices": dict(choices)},
+            tags=run_tags(choices, overrides, self.tag_groups),
             reinit="finish_previous",
-            settings=wandb.Settings(init_timeout=self.init_timeout_s, x_disable_stats=True, console="off"),
+            settings=wandb.Settings(
+                init_timeout=self.init_timeout_s,
+                x_disable_stats=not self.system_metrics,
+                console=self.console,
+                silent=self.quiet,
+            ),
         )
 
     def log_epoch(self, epoch: int, logs: dict) -> None:
@@ -96,7 +163,110 @@ class WandbLogger(NullLogger):
     def log_summary(self, metrics: dict) -> None:
         self.run.summary.update(metrics)
 
+    def log_evaluation(self, labels: Sequence[str], reports: Mapping[str, dict], model_path: Path) -> None:
+        """Per-class tables and confusion-matrix plots for each split, then the model if asked for."""
+        import wandb
+
+        media = {}
+        for split, report in reports.items():
+            rows = [[row[column] for column in _PER_CLASS_COLUMNS] for row in per_class_rows(labels, report)]
+            media[f"{split}/per_class"] = wandb.Table(columns=_PER_CLASS_COLUMNS, data=rows)
+            y_true, y_pred = pairs_from_counts(report["confusion_matrix"])
+            media[f"{split}/confusion_matrix"] = wandb.plot.confusion_matrix(
+                y_true=y_true, preds=y_pred, class_names=list(labels), title=f"Confusion matrix ({split})"
+            )
+        self.run.log(media)
+        if self.log_model:
+            self._log_model(model_path, labels, reports)
+
+    def _log_model(self, model_path: Path, labels: Sequence[str], reports: Mapping[str, dict]) -> None:
+        """``model.keras`` as a versioned artifact, named after the run like W&B's own checkpoints."""
+        import wandb
+
+        scores = {split: {k: v for k, v in report.items() if isinstance(v, float)} for split, report in reports.items()}
+        artifact = wandb.Artifact(f"model-{self.run.id}", type="model", metadata={"labels": list(labels), **scores})
+        artifact.add_file(str(model_path))
+        self.run.log_artifact(artifact)
+
     def finish(self, status: str) -> None:
-        if self.run is not None:
-            self.run.finish(exit_code=0 if status == "completed" else 1)
-            self.run = None
+        """Close the run (exit code 1 unless it completed) and restore what ``start`` changed."""
+        with self._scope:  # closed last, whatever fails before
+            if self.run is not None:
+                self.run.finish(exit_code=0 if status == "completed" else 1)
+                self.run = None
+            if self._started:  # even after a failed init, which may have started the service
+                import wandb
+
+                wandb.teardown()
+                self._started = False
+
+
+def offline_environment(wandb_dir: Path) -> dict[str, str]:
+    """Variables an offline run sets while it lives, so that it makes no network call.
+
+    W&B's service reports its own errors to W&B's servers unless
+    ``WANDB_ERROR_REPORTING`` is false, and stages tables and artifacts in the
+    user's data folder (``~/.local/share/wandb``) until they are synced; an
+    offline run's tables and model go to ``<run_dir>/wandb/artifacts/staging``
+    instead, so deleting a job's folder deletes all of it.
+    """
+    return {"WANDB_ERROR_REPORTING": "false", "WANDB_DATA_DIR": str(wandb_dir)}
+
+
+@contextlib.contextmanager
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables for a block and put back what was there before."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def run_tags(choices: Mapping[str, str], overrides: Sequence[str], tag_groups: Sequence[str]) -> list[str]:
+    """``group=option`` for the tagged config groups, then the job's overrides: ordered, no repeats, each fitting W&B."""
+    tags = [f"{group}={choices[group]}" for group in tag_groups if group in choices]
+    return list(dict.fromkeys(shorten_tag(tag) for tag in [*tags, *overrides]))
+
+
+def shorten_tag(tag: str, limit: int = MAX_TAG_LENGTH) -> str:
+    """Fit a ``key=value`` tag in ``limit`` characters, keeping the key and the value's end.
+
+    A value's end is what tells two long values apart (``data.train=…/fr/train.tsv``).
+    """
+    if len(tag) <= limit:
+        return tag
+    key, sep, value = tag.partition("=")
+    room = limit - len(key) - len(sep) - 1  # 1 for the ellipsis
+    if sep == "" or room < 8:
+        return tag[: limit - 1] + "…"
+    return f"{key}{sep}…{value[-room:]}"
+
+
+def per_class_rows(labels: Sequence[str], report: dict) -> list[dict]:
+    """A split's ``per_class`` scores as rows, in label order."""
+    return [{"label": label, **report["per_class"][label]} for label in labels]
+
+
+def pairs_from_counts(counts: Sequence[Sequence[int]]) -> tuple[list[int], list[int]]:
+    """The (true, predicted) label index pairs a confusion matrix counts (rows are true labels)."""
+    y_true: list[int] = []
+    y_pred: list[int] = []
+    for i, row in enumerate(counts):
+        for j, count in enumerate(row):
+            y_true.extend([i] * int(count))
+            y_pred.extend([j] * int(count))
+    return y_true, y_pred
+
+
+def _write_csv(path: Path, fields: list[str], rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)

@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from kmexp.errors import KmexpError
 from kmexp.report import NoJobsError, write_report
 
 USAGE_EXIT = 2  # argparse's exit status for bad input, kept for a folder that is not a sweep
@@ -23,8 +24,9 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("sweep_dir", type=Path, metavar="SWEEP_DIR", help="the sweep folder (hydra.sweep.dir) holding job folders 0/, 1/, ...")
     p.add_argument("--wandb-report", action="store_true", help="also publish the sweep as a W&B report")
-    p.add_argument("--entity", default=None, help="W&B entity for --wandb-report (default: your default entity)")
-    p.add_argument("--project", default="kmexp", help="W&B project for --wandb-report (default: kmexp)")
+    # The defaults are the runs' own: conf/logger/wandb.yaml (null entity: your default entity).
+    p.add_argument("--entity", default=None, help="W&B entity for --wandb-report (default: logger.entity, else yours)")
+    p.add_argument("--project", default=None, help="W&B project for --wandb-report (default: logger.project)")
     return p
 
 
@@ -40,7 +42,19 @@ def main(argv: list[str] | None = None) -> int:
     for path in report.paths:
         print(f"  wrote {path}")
     if args.wandb_report:
-        from kmexp.wandb_report import publish  # W&B API only when asked for
+        return _publish_to_wandb(args)
+    return 0
 
-        print(publish(args.sweep_dir, entity=args.entity, project=args.project))
+
+def _publish_to_wandb(args: argparse.Namespace) -> int:
+    from kmexp.wandb_report import logger_defaults, publish  # W&B API only when asked for
+
+    defaults = logger_defaults()
+    entity = args.entity if args.entity is not None else defaults["entity"]
+    project = args.project if args.project is not None else defaults["project"]
+    try:
+        print(publish(args.sweep_dir, entity=entity, project=project))
+    except KmexpError as err:
+        print(f"kmexp-report: error: {err}", file=sys.stderr)
+        return 1
     return 0
