@@ -32,8 +32,8 @@ from kmexp.builders import (
 )
 from kmexp.config import validate
 from kmexp.data import Split
-from kmexp.encoders.vocab import batches
 from kmexp.devices import build_device
+from kmexp.encoders.vocab import batches
 from kmexp.fit import DevScores, EpochLogger, StopOnNonFiniteLoss, concat_rows, fit
 from kmexp.metrics import classification_report
 from kmexp.records import versions, where, write_json
@@ -74,11 +74,14 @@ def train(
         **where(),
     }
     logger = build_logger(cfg.logger, run_dir)
-    tags = list(dict.fromkeys([f"language={cfg.language.tag}", *overrides]))  # ordered, no repeats
-    logger.start(plain(cfg), tags=tags)
     try:
+        # Inside the try: a logger that cannot start fails the job, and metrics.json says why.
+        logger.start(plain(cfg), choices=record["choices"], overrides=record["overrides"], group=group)
         validate(cfg)
         record.update(_experiment(cfg, run_dir, logger))
+        # Logged before "completed": a job whose results could not be logged is not reported as done.
+        logger.log_summary(_summary(record))
+        logger.log_evaluation(record["labels"], {split: record[split] for split in ("dev", "test")}, run_dir / MODEL_FILE)
         record["status"] = "completed"
     except BaseException as err:
         # Record why the run ended before passing the error on: nothing is lost.
@@ -88,8 +91,6 @@ def train(
     finally:
         record["seconds"] = {**record.get("seconds", {}), "total": round(time.perf_counter() - started, 3)}
         write_json(run_dir / METRICS_FILE, record)
-        if record["status"] == "completed":
-            logger.log_summary(_summary(record))
         logger.finish(record["status"])
     return record
 
@@ -134,11 +135,14 @@ def _experiment(cfg: DictConfig, run_dir: Path, logger) -> dict:
     model = export_model(preprocessor, network)
     model.save(run_dir / MODEL_FILE)
     dev, test = _evaluate(model, [splits.dev, splits.test], labels, metrics)
+    # One entry per language tested on its own: language=multi's languages, then eval_languages.
+    per_language = _evaluate_languages(model, splits.eval_tests, labels, metrics)
     return {
         "objective": {"name": objective, "split": "dev", "value": dev[objective]},
         "labels": labels,
         "dev": dev,
         "test": test,
+        "eval": per_language,
         "epochs_run": len(history.epoch),
         "best_epoch": early_stopping.best_epoch + 1,
         "data": {**splits.info, "sizes": {name: len(getattr(splits, name).texts) for name in ("train", "dev", "test")}},
@@ -181,6 +185,19 @@ def _evaluate(model: keras.Model, splits: list[Split], labels: list[str], metric
         y_true = np.array([index[label] for label in split.labels])
         reports.append(classification_report(y_true, probabilities.argmax(1), labels, metrics))
     return reports
+
+def _evaluate_languages(model: keras.Model, tests: dict[str, Split], labels: list[str], metrics: dict) -> dict:
+    """Each language's test scores, by SIB-200 code: the scalar metrics and the support.
+
+    Per-class scores and confusion matrices are left out: over 205 languages they
+    would swamp metrics.json, and the pooled `test` keeps them.
+    """
+    reports = _evaluate(model, list(tests.values()), labels, metrics)
+    return {
+        code: {**{name: value for name, value in report.items() if isinstance(value, float)}, "support": len(split.texts)}
+        for (code, split), report in zip(tests.items(), reports, strict=True)
+    }
+
 
 def _summary(record: dict) -> dict:
     """Flat scalars for the logger's run summary."""

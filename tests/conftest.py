@@ -103,7 +103,7 @@ def only_run_dir(root: Path) -> Path:
     return found[0]
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def sib200_dir() -> Path:
     """The local SIB-200 copy named by KMEXP_DATA_DIR (CI always sets it)."""
     root = os.environ.get("KMEXP_DATA_DIR")

@@ -73,7 +73,7 @@ def test_language_presets_compose(name):
     cfg = load([f"language={name}", *extra])
     resolved = OmegaConf.to_container(cfg.language, resolve=True)
     assert resolved["code"] == cfg.data.code
-    assert resolved["direction"] in ("ltr", "rtl") and isinstance(resolved["spaces"], bool)
+    assert resolved["direction"] in ("ltr", "rtl", "mixed") and isinstance(resolved["spaces"], bool)  # mixed: language=multi
     validate(cfg)
 
 

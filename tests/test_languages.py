@@ -54,9 +54,9 @@ def test_manifest_has_205_languages():
     assert len(CODES) == 205
 
 
-def test_preset_files_are_the_26_locales_and_generic():
+def test_preset_files_are_the_26_locales_generic_and_multi():
     presets = {p.stem for p in PRESET_DIR.glob("*.yaml") if not p.stem.startswith("_")}
-    assert presets == set(TAGS) | {"generic"}
+    assert presets == set(TAGS) | {"generic", "multi"}
 
 
 @pytest.mark.parametrize("tag", TAGS)

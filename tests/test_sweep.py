@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -84,6 +86,19 @@ def test_sweep_jobs_are_offline_wandb_runs_in_one_group(sweep_2x2):
     assert groups == {metrics_of(sweep_dir, 0)["group"]}
     summary = wandb_summary(sweep_dir / "0")
     assert summary["state"] == "finished"
+
+
+def test_report_command_rewrites_the_report_and_says_how_to_publish_it_to_wandb(sweep_2x2):
+    _, sweep_dir = sweep_2x2
+    (sweep_dir / "report.md").unlink()
+    out = subprocess.run(
+        [sys.executable, "-m", "kmexp.report", str(sweep_dir), "--wandb-report"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "WANDB_MODE": "offline"},
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert (sweep_dir / "report.md").is_file()
+    last = out.stdout.strip().splitlines()[-1]
+    assert "W&B is offline" in last and "wandb sync" in last and "wandb login" in last
 
 
 @pytest.fixture

@@ -7,4 +7,4 @@ from kmexp.data.files import LabeledFiles
 from kmexp.data.sib200 import SIB200, sib200_codes
 from kmexp.data.splits import Split, Splits
 
-__all__ = ["Split", "Splits", "SIB200", "LabeledFiles", "sib200_codes"]
+__all__ = ["SIB200", "LabeledFiles", "Split", "Splits", "sib200_codes"]

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kmexp.errors import ConfigError, DataError
 from kmexp.data.splits import Split, Splits, make_splits
+from kmexp.errors import ConfigError, DataError
 
 # Extension -> field separator; None marks JSON Lines.
 _FORMATS = {".tsv": "\t", ".csv": ",", ".jsonl": None, ".json-lines": None}

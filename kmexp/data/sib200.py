@@ -21,26 +21,30 @@ import os
 import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
-from kmexp.errors import ConfigError, DataError
-from kmexp.languages import check_code
 from kmexp.data.files import read_split
-from kmexp.data.splits import Splits, make_splits
+from kmexp.data.splits import Split, Splits, concat_splits, make_splits
+from kmexp.errors import ConfigError, DataError
+from kmexp.languages import check_code, check_codes, expand_codes
 
 # The upstream commit that the shipped sums (sib200.sha256) were taken from.
 SIB200_COMMIT = "593cea88519930f776c1a4a1980b6a35b39dca57"
 SPLIT_FILES = ("train.tsv", "dev.tsv", "test.tsv")
+TEST_FILE = "test.tsv"
 TEXT_COLUMN = "text"
 LABEL_COLUMN = "category"
 
 _CHUNK = 1 << 16
+# A pooled split's source names its languages up to this many, then only counts them.
+_SHOWN_CODES = 4
 
 
 def sib200_codes() -> list[str]:
     """The 205 language codes (e.g. fra_Latn), sorted, from the shipped sums."""
-    return sorted({name.split("/", 1)[0] for name in _shipped_sums()})
+    return _codes_in(_shipped_sums())
 
 
 def _shipped_sums() -> dict[str, str]:
@@ -55,7 +59,15 @@ def _shipped_sums() -> dict[str, str]:
 
 
 class SIB200:
-    """One SIB-200 language: 701 train / 99 dev / 204 test sentences, 7 topics."""
+    """SIB-200 in one language, or in several trained on together, plus languages only tested on.
+
+    One language has 701 train / 99 dev / 204 test sentences and 7 topics. With
+    `codes` (language=multi) train, dev and test pool those languages' splits,
+    so early stopping sees every language's dev, and each language's test split
+    is also kept on its own (`Splits.eval_tests`) to be scored per language.
+    `eval_codes` adds the test split of more languages (zero-shot transfer).
+    Every file goes through the same check (local copy) or verified download.
+    """
 
     def __init__(
         self,
@@ -65,9 +77,12 @@ class SIB200:
         base_url: str,
         commit: str,
         timeout_s: float,
+        codes: list[str] | str | None = None,
+        eval_codes: list[str] | str | None = None,
     ):
         self._sums = _shipped_sums()
-        check_code(code, sorted({name.split("/", 1)[0] for name in self._sums}))
+        valid = _codes_in(self._sums)
+        _check_languages(code, codes, eval_codes, valid)
         if timeout_s <= 0:
             raise ConfigError(f"data.timeout_s: got {timeout_s!r}; it must be > 0 seconds")
         if root is None and commit != SIB200_COMMIT:
@@ -77,26 +92,51 @@ class SIB200:
             )
         self.root = root
         self.code = code
+        # Trained on: `code` alone, or the `codes` of language=multi.
+        self.codes = [code] if codes is None else expand_codes(codes, valid)
+        # Tested one by one: each training language of language=multi, then the eval languages.
+        multi = [] if codes is None else self.codes
+        extra = [] if eval_codes is None else expand_codes(eval_codes, valid)
+        self.eval_codes = list(dict.fromkeys([*multi, *extra]))
         self.cache_dir = cache_dir
         self.base_url = base_url.rstrip("/")
         self.commit = commit
         self.timeout_s = timeout_s
 
     def load(self) -> Splits:
-        """Read train/dev/test for this language, downloading them first if needed."""
-        folder = self._local_folder() if self.root is not None else self._cached_folder()
-        paths = [folder / name for name in SPLIT_FILES]
-        train, dev, test = (read_split(p, TEXT_COLUMN, LABEL_COLUMN) for p in paths)
-        return make_splits(train, dev, test, paths)
+        """Read train/dev/test of the training language(s) and the eval test splits, downloading first if needed."""
+        # Language by language (train, dev, test, train, dev, test, ...): files[i::3] is one split of every language.
+        files = [path for code in self.codes for path in self._paths(code, SPLIT_FILES)]
+        read = {path: _read(path) for path in files}
+        train, dev, test = (
+            _pooled([read[path] for path in files[i :: len(SPLIT_FILES)]], self.codes) for i in range(len(SPLIT_FILES))
+        )
+        eval_tests = {}
+        for code in self.eval_codes:
+            # A training language's test is already read; a language only tested on adds its test file alone.
+            [path] = self._paths(code, [TEST_FILE])
+            if path not in read:
+                read[path] = _read(path)
+                files.append(path)
+            eval_tests[code] = read[path]
+        return make_splits(train, dev, test, files, eval_tests)
 
-    def _local_folder(self) -> Path:
+    def _paths(self, code: str, names: Sequence[str]) -> list[Path]:
+        """Paths of one language's files, checked in the local copy or downloaded and verified into the cache."""
+        if self.root is not None:
+            folder = self._local_folder(code, names)
+        else:
+            folder = self._cached_folder(code, names)
+        return [folder / name for name in names]
+
+    def _local_folder(self, code: str, names: Sequence[str]) -> Path:
         """The language folder in the local copy that KMEXP_DATA_DIR points to."""
-        folder = Path(self.root).expanduser() / self.code
+        folder = Path(self.root).expanduser() / code
         if not folder.is_dir():
             raise DataError(
                 f"{folder}: no such SIB-200 language folder (KMEXP_DATA_DIR points to {self.root})"
             )
-        for name in SPLIT_FILES:
+        for name in names:
             if not (folder / name).is_file():
                 raise DataError(
                     f"{folder / name}: file missing from the SIB-200 copy "
@@ -104,17 +144,48 @@ class SIB200:
                 )
         return folder
 
-    def _cached_folder(self) -> Path:
+    def _cached_folder(self, code: str, names: Sequence[str]) -> Path:
         """The cache folder for this language, with any missing file downloaded into it."""
-        folder = Path(self.cache_dir).expanduser() / self.commit / self.code
-        for name in SPLIT_FILES:
+        folder = Path(self.cache_dir).expanduser() / self.commit / code
+        for name in names:
             dest = folder / name
             if not dest.is_file():
-                download_file(self._url(name), dest, self._sums[f"{self.code}/{name}"], self.timeout_s)
+                download_file(self._url(code, name), dest, self._sums[f"{code}/{name}"], self.timeout_s)
         return folder
 
-    def _url(self, name: str) -> str:
-        return f"{self.base_url}/{self.commit}/data/annotated/{self.code}/{name}"
+    def _url(self, code: str, name: str) -> str:
+        return f"{self.base_url}/{self.commit}/data/annotated/{code}/{name}"
+
+
+def _codes_in(sums: dict[str, str]) -> list[str]:
+    """The language codes named in a '<code>/<file>' -> sha256 map, sorted."""
+    return sorted({name.split("/", 1)[0] for name in sums})
+
+
+def _check_languages(code: str, codes, eval_codes, valid: list[str]) -> None:
+    """Raise one ConfigError for every unknown code, naming the config key the user sets."""
+    if codes is None:
+        check_code(code, valid)
+        problems = []
+    else:
+        problems = check_codes("language.codes", codes, valid)
+    if eval_codes is not None:
+        problems += check_codes("eval_languages", eval_codes, valid)
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
+def _read(path: Path) -> Split:
+    return read_split(path, TEXT_COLUMN, LABEL_COLUMN)
+
+
+def _pooled(splits: list[Split], codes: list[str]) -> Split:
+    """One split from the same split of several languages; a single language's split stays as it is."""
+    if len(splits) == 1:
+        return splits[0]
+    name = Path(splits[0].source).name
+    shown = ",".join(codes) if len(codes) <= _SHOWN_CODES else f"{len(codes)} languages"
+    return concat_splits(splits, f"{Path(splits[0].source).parent.parent}/<{shown}>/{name}")
 
 
 def download_file(url: str, dest: Path, sha256: str, timeout_s: float) -> Path:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kmexp.errors import DataError
@@ -38,6 +38,8 @@ class Splits:
     test: Split
     labels: list[str]  # sorted label names seen in train: the model-output order
     info: dict  # {"dropped_empty": {"train": n, "dev": n, "test": n}, "files": {path: sha256}}
+    # Test splits scored one language at a time (metrics.json `eval`), by SIB-200 code; empty for one language.
+    eval_tests: dict[str, Split] = field(default_factory=dict)
 
 
 def file_sha256(path: Path) -> str:
@@ -49,13 +51,17 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def make_splits(train: Split, dev: Split, test: Split, files: list[Path]) -> Splits:
-    """Check three splits and bundle them with their label order and provenance.
+def make_splits(
+    train: Split, dev: Split, test: Split, files: list[Path], eval_tests: dict[str, Split] | None = None
+) -> Splits:
+    """Check the splits and bundle them with their label order and provenance.
 
     Empty or whitespace-only texts are dropped (and counted), since a model can
     learn nothing from them and they usually come from a broken export. A split
     left empty, or a dev/test label that train never shows, is a `DataError`:
     the model could not predict such a label, so its scores would be misleading.
+    `eval_tests` (per-language test splits, by code) go through the same checks;
+    their dropped counts appear under `dropped_empty["eval"]` only when there are any.
     """
     named = {"train": train, "dev": dev, "test": test}
     dropped = {}
@@ -67,6 +73,9 @@ def make_splits(train: Split, dev: Split, test: Split, files: list[Path]) -> Spl
     labels = sorted(set(cleaned["train"].labels))
     for name in ("dev", "test"):
         _require_known_labels(cleaned[name], labels)
+    checked_eval, dropped_eval = _check_eval_tests(eval_tests or {}, labels)
+    if checked_eval:
+        dropped["eval"] = dropped_eval
 
     info = {
         "dropped_empty": dropped,
@@ -78,6 +87,26 @@ def make_splits(train: Split, dev: Split, test: Split, files: list[Path]) -> Spl
         test=cleaned["test"],
         labels=labels,
         info=info,
+        eval_tests=checked_eval,
+    )
+
+
+def _check_eval_tests(eval_tests: dict[str, Split], labels: list[str]) -> tuple[dict[str, Split], dict[str, int]]:
+    """Each per-language test split cleaned and checked like the pooled test; dropped counts by code."""
+    checked, dropped = {}, {}
+    for code, split in eval_tests.items():
+        checked[code], dropped[code] = _drop_empty_texts(split)
+        _require_rows("test", checked[code])
+        _require_known_labels(checked[code], labels)
+    return checked, dropped
+
+
+def concat_splits(splits: list[Split], source: str) -> Split:
+    """Several splits as one (rows in order), e.g. the pooled train split of several languages."""
+    return Split(
+        texts=[text for split in splits for text in split.texts],
+        labels=[label for split in splits for label in split.labels],
+        source=source,
     )
 
 
