@@ -67,16 +67,20 @@ def write_tsv(path: Path, rows: list[dict]) -> Path:
     return path
 
 
-@pytest.fixture
-def small_data(tmp_path) -> dict[str, Path]:
-    """train/dev/test TSV files in five languages and scripts, three topics."""
-    folder = tmp_path / "data"
-    folder.mkdir()
+def write_small_data(folder: Path) -> dict[str, Path]:
+    """train/dev/test TSV files in five languages and scripts, three topics (90/30/30 rows), in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
     return {
         "train": write_tsv(folder / "train.tsv", make_rows(30, seed=1)),
         "dev": write_tsv(folder / "dev.tsv", make_rows(10, seed=2)),
         "test": write_tsv(folder / "test.tsv", make_rows(10, seed=3)),
     }
+
+
+@pytest.fixture
+def small_data(tmp_path) -> dict[str, Path]:
+    """The small data set, written for one test."""
+    return write_small_data(tmp_path / "data")
 
 
 def files_overrides(data: dict[str, Path]) -> list[str]:

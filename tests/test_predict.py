@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import files_overrides, make_rows, only_run_dir, run_cli, write_tsv
+from conftest import files_overrides, only_run_dir, run_cli, write_small_data
 
 LABELS = ["food", "sports", "weather"]
 # Clear texts in four scripts, with the topic each should get (as in test_train).
@@ -60,11 +60,7 @@ def check_pairs(fields: list[str]) -> list[tuple[str, float]]:
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("predict")
-    data = {
-        "train": write_tsv(folder / "train.tsv", make_rows(30, seed=1)),
-        "dev": write_tsv(folder / "dev.tsv", make_rows(10, seed=2)),
-        "test": write_tsv(folder / "test.tsv", make_rows(10, seed=3)),
-    }
+    data = write_small_data(folder)
     result = run_cli([*files_overrides(data), "logger=none", "trainer.epochs=5"], cwd=folder)
     assert result.returncode == 0, result.stderr[-3000:]
     run_dir = only_run_dir(folder / "outputs")

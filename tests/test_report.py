@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import files_overrides, make_rows, run_cli, write_tsv
+from conftest import files_overrides, run_cli, write_small_data
 from scipy import stats as scipy_stats
 
 from kmexp.report import NoJobsError, write_report
@@ -105,11 +105,7 @@ def results_csv(sweep: Path) -> list[dict]:
 def sweep(tmp_path_factory) -> Path:
     """A real sweep: language=en,fr x optimizer=adam,sgd, and as job 4 a job that fails (learning rate -1)."""
     root = tmp_path_factory.mktemp("report")
-    data = {
-        "train": write_tsv(root / "train.tsv", make_rows(30, seed=1)),
-        "dev": write_tsv(root / "dev.tsv", make_rows(10, seed=2)),
-        "test": write_tsv(root / "test.tsv", make_rows(10, seed=3)),
-    }
+    data = write_small_data(root)
     common = [*files_overrides(data), "trainer.epochs=3", "logger=none"]
     main = ["-m", *common, "language=en,fr", "optimizer=adam,sgd", f"hydra.sweep.dir={root / 'sweep'}"]
     failing = ["-m", *common, "language=en", "optimizer.learning_rate=-1", f"hydra.sweep.dir={root / 'failing'}"]

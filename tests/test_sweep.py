@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import files_overrides, make_rows, run_cli, write_small_data, write_tsv
 from hydra import compose, initialize_config_dir
 
-from conftest import files_overrides, make_rows, run_cli, write_tsv
 from kmexp.config import register_configs
 from kmexp.paths import config_dir
 from kmexp.sweep import count_jobs
@@ -105,13 +105,7 @@ def test_report_command_rewrites_the_report_and_says_how_to_publish_it_to_wandb(
 def two_data_sets(tmp_path) -> dict[str, Path]:
     """Small files, and the path of a training file that does not exist yet."""
     folder = tmp_path / "data"
-    folder.mkdir()
-    return {
-        "train": write_tsv(folder / "train.tsv", make_rows(30, seed=1)),
-        "late_train": folder / "late_train.tsv",
-        "dev": write_tsv(folder / "dev.tsv", make_rows(10, seed=2)),
-        "test": write_tsv(folder / "test.tsv", make_rows(10, seed=3)),
-    }
+    return {**write_small_data(folder), "late_train": folder / "late_train.tsv"}
 
 
 def test_a_failed_job_does_not_stop_the_sweep(small_data, tmp_path):

@@ -10,8 +10,7 @@ import textwrap
 
 import numpy as np
 import pytest
-
-from conftest import files_overrides, only_run_dir, run_cli
+from conftest import files_overrides, only_run_dir, run_cli, write_small_data
 
 METRIC_KEYS = {"accuracy", "macro_f1", "per_class", "confusion_matrix"}
 
@@ -19,14 +18,8 @@ METRIC_KEYS = {"accuracy", "macro_f1", "per_class", "confusion_matrix"}
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     """One default-config run (W&B offline included) on small multilingual files."""
-    from conftest import make_rows, write_tsv
-
     folder = tmp_path_factory.mktemp("run")
-    data = {
-        "train": write_tsv(folder / "train.tsv", make_rows(30, seed=1)),
-        "dev": write_tsv(folder / "dev.tsv", make_rows(10, seed=2)),
-        "test": write_tsv(folder / "test.tsv", make_rows(10, seed=3)),
-    }
+    data = write_small_data(folder)
     overrides = [*files_overrides(data), "language=fr", "optimizer=adam", "trainer.epochs=8", "metric=[macro_f1,accuracy,weighted_f1]"]
     result = run_cli(overrides, cwd=folder)
     assert result.returncode == 0, result.stderr[-3000:]

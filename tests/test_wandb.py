@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import files_overrides, make_rows, only_run_dir, write_tsv
+from conftest import files_overrides, only_run_dir, write_small_data
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
@@ -103,11 +103,7 @@ def sweep(tmp_path_factory) -> dict[str, Job]:
     # A long folder name makes the data overrides longer than a W&B tag may be.
     data_dir = root / "multilingual_topic_classification_files_for_the_wandb_test"
     data_dir.mkdir()
-    data = {
-        "train": write_tsv(data_dir / "train.tsv", make_rows(30, seed=1)),
-        "dev": write_tsv(data_dir / "dev.tsv", make_rows(10, seed=2)),
-        "test": write_tsv(data_dir / "test.tsv", make_rows(10, seed=3)),
-    }
+    data = write_small_data(data_dir)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("WANDB_BASE_URL", DEAD_URL)
         for name in ("WANDB_MODE", "WANDB_API_KEY", *OFFLINE_VARIABLES):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,18 +84,21 @@ def md_image(image: Image, base: Path) -> str:
     return f"![{caption}]({image.path.relative_to(base).as_posix()})"
 
 
+def render_block(block, table: Callable[[Table], str], image: Callable[[Image], str], text: Callable[[str], str]) -> str:
+    """One block of a section, in whichever format the three renderers write."""
+    if isinstance(block, Table):
+        return table(block)
+    if isinstance(block, Image):
+        return image(block)
+    return text(block)
+
+
 def to_markdown(title: str, sections: list[Section], base: Path) -> str:
     """report.md; images are linked relative to ``base`` (the sweep folder)."""
     parts = [f"# {md_text(title)}"]
     for section in sections:
         parts.append(f"## {md_text(section.title)}")
-        for block in section.blocks:
-            if isinstance(block, Table):
-                parts.append(md_table(block))
-            elif isinstance(block, Image):
-                parts.append(md_image(block, base))
-            else:
-                parts.append(md_text(block))
+        parts += [render_block(block, md_table, lambda image: md_image(image, base), md_text) for block in section.blocks]
     return "\n\n".join(parts) + "\n"
 
 
@@ -142,13 +146,7 @@ def to_html(title: str, sections: list[Section]) -> str:
     ]
     for section in sections:
         parts.append(f"<section><h2>{esc(section.title)}</h2>")
-        for block in section.blocks:
-            if isinstance(block, Table):
-                parts.append(html_table(block))
-            elif isinstance(block, Image):
-                parts.append(html_image(block))
-            else:
-                parts.append(f"<p>{esc(block)}</p>")
+        parts += [render_block(block, html_table, html_image, lambda text: f"<p>{esc(text)}</p>") for block in section.blocks]
         parts.append("</section>")
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
