@@ -11,6 +11,14 @@ from pathlib import Path
 
 import pytest
 
+@pytest.fixture(scope="session", autouse=True)
+def kmexp_configs():
+    """Schemas and resolvers exist before any test composes a config, as the CLI makes sure they do."""
+    from kmexp.config import register_configs
+
+    register_configs()
+
+
 # Topic words per language: a sentence mixes filler with words of its topic, so the
 # labels are learnable from a few dozen rows but not by one fixed token.
 TOPICS = {
