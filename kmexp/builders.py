@@ -75,12 +75,15 @@ def build_network(
     ]
     if embedder is not None:
         layers.append(embedder)
-    for units in cfg.hidden_units:
-        if cfg.dropout > 0:
+    # Dropout goes before every Dense layer, except on sparse bag features: Keras' Dropout takes
+    # dense tensors only, so there the first layer sees the whole input.
+    dense_input = embedder is not None or not features.sparse
+    for i, units in enumerate(cfg.hidden_units):
+        if cfg.dropout > 0 and (i > 0 or dense_input):
             layers.append(keras.layers.Dropout(cfg.dropout))
         layers.append(keras.layers.Dense(units, kernel_regularizer=regularizer))
         layers.append(build_activation(activation_cfg))
-    if cfg.dropout > 0:
+    if cfg.dropout > 0 and (len(cfg.hidden_units) > 0 or dense_input):
         layers.append(keras.layers.Dropout(cfg.dropout))
     layers.append(keras.layers.Dense(n_labels, kernel_regularizer=regularizer, dtype="float32", name="logits"))
     return keras.Sequential(layers, name="network")

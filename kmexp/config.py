@@ -81,7 +81,7 @@ def validate(cfg: DictConfig) -> None:
         *_check_at_least("trainer.patience", cfg.trainer.patience, 0),
         *_check_at_least("trainer.steps_per_execution", cfg.trainer.steps_per_execution, 1),
         *_check_choice("trainer.monitor", cfg.trainer.monitor, MONITORS),
-        *_check_model(cfg.model),
+        *_check_model(cfg.model, cfg.encoder),
         *_check_encoder(cfg.encoder),
         *_check_segmentation(cfg.encoder.preprocessor, cfg.language),
         *_check_activation(cfg.activation),
@@ -161,10 +161,17 @@ def _check_at_least(key: str, value, lowest: int) -> list[str]:
     return []
 
 
-def _check_model(model: DictConfig) -> list[str]:
+def _check_model(model: DictConfig, encoder: DictConfig) -> list[str]:
     problems = []
     if not 0 <= model.dropout < 1:
         problems.append(f"model.dropout={model.dropout} is not allowed; it must be in [0, 1)")
+    sparse_input = encoder.embedder is None and encoder.preprocessor.get("sparse") is True
+    if model.dropout > 0 and len(model.hidden_units) == 0 and sparse_input:
+        # Keras' Dropout takes dense tensors only: a linear head on sparse features has nothing it can drop.
+        problems.append(
+            f"model.dropout={model.dropout} has no effect on a linear head over sparse features; "
+            "add model.hidden_units=[...] or set encoder.preprocessor.sparse=false"
+        )
     if not model.l2 >= 0:
         problems.append(f"model.l2={model.l2} is not allowed; it must be >= 0")
     for i, units in enumerate(model.hidden_units):

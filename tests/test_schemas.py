@@ -212,6 +212,7 @@ def test_sweep_preset_and_hydra_block_still_compose():
         (["optimizer=lbfgs", "optimizer.history_size=0"], "optimizer.history_size=0 is not allowed; it must be >= 1"),
         (["model.dropout=1.0"], "model.dropout=1.0 is not allowed; it must be in [0, 1)"),
         (["model.dropout=-0.1"], "model.dropout=-0.1"),
+        (["model.dropout=0.2"], "model.dropout=0.2 has no effect on a linear head over sparse features"),
         (["model.l2=-1"], "model.l2=-1.0"),
         (["model.hidden_units=[8,0]"], "model.hidden_units[1]=0 is not allowed; it must be >= 1"),
         (["trainer.batch_size=0"], "trainer.batch_size=0 is not allowed; it must be >= 1"),

@@ -128,6 +128,14 @@ def test_other_optimizers_train_end_to_end(small_data, tmp_path, optimizer):
     assert metrics["status"] == "completed" and metrics["test"]["accuracy"] >= 0.8
 
 
+def test_dropout_trains_on_sparse_features_behind_a_hidden_layer(small_data, tmp_path):
+    overrides = [*files_overrides(small_data), "model.hidden_units=[16]", "model.dropout=0.3", "logger=none", "trainer.epochs=4"]
+    result = run_cli(overrides, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((only_run_dir(tmp_path / "outputs") / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and metrics["test"]["accuracy"] >= 0.8
+
+
 @pytest.mark.parametrize("device", [["device.precision=mixed_bfloat16"], ["device=cpu", "device.jit_compile=true", "encoder.preprocessor.sparse=false"]])
 def test_precision_and_jit_settings_train_end_to_end(small_data, tmp_path, device):
     result = run_cli([*files_overrides(small_data), *device, "logger=none", "trainer.epochs=4"], cwd=tmp_path)
