@@ -34,10 +34,23 @@ def build_device(cfg: DictConfig) -> tf.distribute.Strategy:
         gpus = []
     for gpu in gpus:
         _grow_memory(gpu)
+    _deterministic_ops_on_cpu()
     keras.config.set_dtype_policy(cfg.precision)
     # One device: TensorFlow's default strategy places ops on the GPU when there is one, and
     # skips the per-epoch multi-device iterator that OneDeviceStrategy builds (~80 ms an epoch).
     return tf.distribute.get_strategy()
+
+
+def _deterministic_ops_on_cpu() -> None:
+    """Deterministic TensorFlow ops when no GPU is visible: the same config and seed give the same numbers.
+
+    Not with a GPU: TensorFlow has no deterministic GPU kernel for sparse-dense matmul (the
+    default char_ngram features), so determinism there would stop those runs with an error.
+    Which GPUs are visible is fixed once TensorFlow starts, so a process that enabled it
+    here (no GPU) never needs it switched off for a later job of the same sweep.
+    """
+    if not tf.config.get_visible_devices("GPU"):
+        tf.config.experimental.enable_op_determinism()
 
 
 def _hide_gpus() -> None:

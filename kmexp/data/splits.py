@@ -37,7 +37,9 @@ class Splits:
     dev: Split
     test: Split
     labels: list[str]  # sorted label names seen in train: the model-output order
-    info: dict  # {"dropped_empty": {"train": n, "dev": n, "test": n}, "files": {path: sha256}}
+    # {"dropped_empty": {"train": n, "dev": n, "test": n}, "overlap": {"train_dev": n, "train_test": n},
+    #  "files": {path: sha256}}
+    info: dict
     # Test splits scored one language at a time (metrics.json `eval`), by SIB-200 code; empty for one language.
     eval_tests: dict[str, Split] = field(default_factory=dict)
 
@@ -60,6 +62,8 @@ def make_splits(
     learn nothing from them and they usually come from a broken export. A split
     left empty, or a dev/test label that train never shows, is a `DataError`:
     the model could not predict such a label, so its scores would be misleading.
+    Dev or test rows whose text also appears in train are allowed but counted and
+    warned about (`overlap`), since they make those scores optimistic.
     `eval_tests` (per-language test splits, by code) go through the same checks;
     their dropped counts appear under `dropped_empty["eval"]` only when there are any.
     """
@@ -79,6 +83,7 @@ def make_splits(
 
     info = {
         "dropped_empty": dropped,
+        "overlap": {f"train_{name}": _count_overlap(cleaned["train"], cleaned[name]) for name in ("dev", "test")},
         "files": {str(path): file_sha256(Path(path)) for path in files},
     }
     return Splits(
@@ -99,6 +104,18 @@ def _check_eval_tests(eval_tests: dict[str, Split], labels: list[str]) -> tuple[
         _require_rows("test", checked[code])
         _require_known_labels(checked[code], labels)
     return checked, dropped
+
+
+def _count_overlap(train: Split, other: Split) -> int:
+    """Rows of ``other`` whose text (stripped) is also in train, warned about in one line when there are any."""
+    seen = {text.strip() for text in train.texts}
+    shared = sum(text.strip() in seen for text in other.texts)
+    if shared > 0:
+        log.warning(
+            "%d of %d rows of %s have the same text as a row of %s (exact match after stripping); "
+            "their scores are optimistic", shared, len(other.texts), other.source, train.source,
+        )
+    return shared
 
 
 def concat_splits(splits: list[Split], source: str) -> Split:

@@ -1,0 +1,261 @@
+"""Faults during a run: a non-finite loss, SIGTERM/SIGINT with a resume, interrupted saves, overlapping data.
+
+The signal tests kill a real ``python -m kmexp`` mid-training; the rest drive
+``kmexp.fit`` in-process on a tiny model, which is fast and shows exactly what
+a resumed run restores.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from conftest import files_overrides, write_small_data, write_tsv
+from omegaconf import OmegaConf
+
+from kmexp.data.splits import Split, make_splits
+from kmexp.errors import ConfigError
+from kmexp.fit import (
+    HistoryCSV,
+    NonFiniteLoss,
+    StopOnNonFiniteLoss,
+    TrainingBackup,
+    fit,
+)
+from kmexp.optim import LBFGS
+from kmexp.records import save_model
+
+# --- a run killed mid-training, then resumed in the same folder -------------------------------
+
+
+def _history_epochs(run_dir: Path) -> list[int]:
+    path = run_dir / "history.csv"
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        return [int(row["epoch"]) for row in csv.DictReader(f)]
+
+
+def _start_run(args: list[str], cwd: Path) -> subprocess.Popen:
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "kmexp", *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _wait_for_epochs(process: subprocess.Popen, run_dir: Path, n: int, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while len(_history_epochs(run_dir)) < n:
+        assert process.poll() is None, f"the run ended before {n} epochs:\n{process.stdout.read()[-3000:]}"
+        assert time.monotonic() < deadline, f"no {n} epochs in {timeout_s}s"
+        time.sleep(0.05)
+
+
+def _kill_mid_training(tmp_path: Path, signum: int) -> tuple[Path, list[str], int]:
+    """Start a run, send ``signum`` after 2 epochs, check what it left; return its folder, args, epochs backed up."""
+    data = write_small_data(tmp_path / "data")
+    run_dir = tmp_path / "run"
+    common = [*files_overrides(data), "logger=none", "trainer.patience=100000", f"hydra.run.dir={run_dir}"]
+    # Far more epochs than it can run before the signal: it is still training when killed.
+    process = _start_run([*common, "trainer.epochs=100000"], cwd=tmp_path)
+    try:
+        _wait_for_epochs(process, run_dir, 2)
+        process.send_signal(signum)
+        output, _ = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    # The shell's convention for a signal: 128 + its number (130 for SIGINT, 143 for SIGTERM), and one line.
+    assert process.returncode == 128 + signum, output[-3000:]
+    assert "Traceback" not in output
+    assert output.strip().splitlines()[-1].startswith(f"kmexp: interrupted by {signal.Signals(signum).name}")
+    metrics = json.loads((run_dir / "metrics.json").read_text())  # whole JSON
+    assert metrics["status"] == "interrupted", metrics.get("error")
+    assert not (run_dir / "model.keras").exists()
+    done = _history_epochs(run_dir)
+    assert done == list(range(len(done))) and len(done) >= 2
+    backed_up = json.loads((run_dir / "backup" / "latest.json").read_text())["epoch"]
+    return run_dir, common, backed_up
+
+
+def test_ctrl_c_is_recorded_as_interrupted(tmp_path):
+    run_dir, _, _ = _kill_mid_training(tmp_path, signal.SIGINT)
+    assert json.loads((run_dir / "metrics.json").read_text())["error"].startswith("KeyboardInterrupt")
+
+
+def test_sigterm_is_recorded_as_interrupted_and_a_rerun_resumes(tmp_path):
+    run_dir, common, backed_up = _kill_mid_training(tmp_path, signal.SIGTERM)
+    assert json.loads((run_dir / "metrics.json").read_text())["error"] == "Terminated: stopped by SIGTERM"
+
+    # The rerun into the same folder goes on from the backup, with a few epochs left.
+    epochs = backed_up + 3
+    rerun = subprocess.run(
+        [sys.executable, "-m", "kmexp", *common, f"trainer.epochs={epochs}"], cwd=tmp_path, capture_output=True,
+        text=True, timeout=300,
+    )
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert f"{backed_up} epoch(s) already done" in rerun.stdout + rerun.stderr
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and "error" not in metrics
+    assert metrics["resumed_from_epoch"] == backed_up and metrics["epochs_run"] == epochs
+    # Each epoch once, in order: the rows before the backup were kept, none counted twice.
+    assert _history_epochs(run_dir) == list(range(epochs))
+    assert (run_dir / "model.keras").is_file() and not (run_dir / "backup").exists()
+    assert not [p.name for p in run_dir.iterdir() if ".tmp" in p.name]
+
+
+# --- in-process: what a resume restores --------------------------------------------------------
+
+
+class _InterruptAt(keras.callbacks.Callback):
+    """Raises KeyboardInterrupt at the end of one epoch, after history.csv has its row but before the backup."""
+
+    def __init__(self, epoch: int):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+def _problem(seed: int = 0):
+    rng = np.random.default_rng(seed)
+    features = rng.normal(size=(96, 6)).astype("float32")
+    labels = (features[:, 0] + 0.5 * rng.normal(size=96) > 0).astype(int) + (features[:, 1] > 1)
+    return features, keras.utils.to_categorical(labels, 3)
+
+
+def _network():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6,))
+    hidden = keras.layers.Dense(8, activation="relu")(inputs)
+    return keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(hidden))
+
+
+def _train(run_dir: Path, optimizer: str, epochs: int, interrupt_at: int | None = None, loss=None):
+    """Train through kmexp.fit with the callbacks train() uses for resuming; return the network and the backup."""
+    run_dir.mkdir(parents=True, exist_ok=True)  # train() gets its run folder from Hydra
+    features, targets = _problem()
+    network = _network()
+    early_stopping = keras.callbacks.EarlyStopping(monitor="loss", patience=2, restore_best_weights=True)
+    backup = TrainingBackup(run_dir / "backup", early_stopping)
+    callbacks = [StopOnNonFiniteLoss(), early_stopping, HistoryCSV(run_dir / "history.csv")]
+    if interrupt_at is not None:
+        callbacks.append(_InterruptAt(interrupt_at))
+    trainer = OmegaConf.create({"epochs": epochs, "batch_size": 16, "steps_per_execution": 1})
+    opt = LBFGS(iterations_per_epoch=2) if optimizer == "lbfgs" else keras.optimizers.Adam(0.01)
+    loss = loss or keras.losses.CategoricalCrossentropy()
+    fit(network, opt, loss, features, targets, trainer, 0, [*callbacks, backup], jit_compile=False)
+    return network, backup
+
+
+def _rows(path: Path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def test_a_resumed_fit_ends_exactly_like_an_uninterrupted_one(tmp_path):
+    straight, _ = _train(tmp_path / "straight", "adam", epochs=6)
+    with pytest.raises(KeyboardInterrupt):
+        _train(tmp_path / "resumed", "adam", epochs=6, interrupt_at=3)
+    # Epoch 4 (index 3) reached history.csv but not the backup: the resume redoes it, once.
+    assert json.loads((tmp_path / "resumed" / "backup" / "latest.json").read_text())["epoch"] == 3
+    resumed, backup = _train(tmp_path / "resumed", "adam", epochs=6)
+    assert backup.resumed_from == 3 and backup.epochs_done == 6
+    # Weights, optimizer state, shuffling and early stopping's best weights all restored.
+    for a, b in zip(straight.get_weights(), resumed.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert _rows(tmp_path / "straight" / "history.csv") == _rows(tmp_path / "resumed" / "history.csv")
+    assert not (tmp_path / "resumed" / "backup").exists()
+
+
+def test_lbfgs_resumes_from_the_backed_up_epoch(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        _train(tmp_path, "lbfgs", epochs=5, interrupt_at=2)
+    _, backup = _train(tmp_path, "lbfgs", epochs=5)
+    assert backup.resumed_from == 2
+    # L-BFGS may stop early once converged; what ran continues the earlier epochs.
+    epochs = [int(row["epoch"]) for row in _rows(tmp_path / "history.csv")]
+    assert epochs == list(range(len(epochs))) and len(epochs) > 2
+
+
+@pytest.mark.parametrize("change", ["layers", "optimizer"])
+def test_a_backup_from_another_model_is_refused_in_one_line(tmp_path, change):
+    with pytest.raises(KeyboardInterrupt):
+        _train(tmp_path, "adam", epochs=4, interrupt_at=1)
+    features, targets = _problem()
+    if change == "layers":
+        other, optimizer = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3, activation="softmax")]), "adam"
+    else:
+        other, optimizer = _network(), keras.optimizers.SGD(momentum=0.9)
+    early_stopping = keras.callbacks.EarlyStopping(monitor="loss")
+    trainer = OmegaConf.create({"epochs": 4, "batch_size": 16, "steps_per_execution": 1})
+    with pytest.raises(ConfigError, match="does not fit this model.*delete") as raised:
+        fit(other, optimizer, "categorical_crossentropy", features, targets, trainer, 0,
+            [early_stopping, TrainingBackup(tmp_path / "backup", early_stopping)], jit_compile=False)
+    assert "\n" not in str(raised.value)
+
+
+# --- a non-finite loss -------------------------------------------------------------------------
+
+
+def _nan_loss(y_true, y_pred):
+    return keras.ops.mean(y_pred) * np.nan
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+def test_a_nan_loss_stops_at_the_first_epoch_and_is_not_backed_up(tmp_path, optimizer):
+    with pytest.raises(NonFiniteLoss, match="at epoch 1"):
+        _train(tmp_path, optimizer, epochs=5, loss=_nan_loss)
+    assert not (tmp_path / "backup" / "latest.json").exists()
+
+
+# --- files stay whole --------------------------------------------------------------------------
+
+
+class _BrokenSave:
+    """A model whose save writes half a file, then fails (a full disk, a signal)."""
+
+    def save(self, path):
+        Path(path).write_bytes(b"half")
+        raise KeyboardInterrupt
+
+
+def test_an_interrupted_model_save_leaves_the_previous_file_and_no_temporary(tmp_path):
+    target = tmp_path / "model.keras"
+    target.write_bytes(b"previous")
+    with pytest.raises(KeyboardInterrupt):
+        save_model(_BrokenSave(), target)
+    assert target.read_bytes() == b"previous"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.keras"]
+
+
+# --- rows shared between train and dev/test ----------------------------------------------------
+
+
+def test_rows_shared_with_train_are_counted_and_warned_once(tmp_path, caplog):
+    train = Split(texts=["a b", "c d", "e f"], labels=["x", "y", "x"], source="train.tsv")
+    dev = Split(texts=["g h", "c d  "], labels=["x", "y"], source="dev.tsv")  # same text after stripping
+    test = Split(texts=["a b", " e f", "a b", "i j"], labels=["x", "x", "x", "y"], source="test.tsv")
+    for split, name in ((train, "train"), (dev, "dev"), (test, "test")):
+        rows = [{"text": text, "label": label} for text, label in zip(split.texts, split.labels)]
+        write_tsv(tmp_path / f"{name}.tsv", rows)
+    files = [tmp_path / f"{name}.tsv" for name in ("train", "dev", "test")]
+    with caplog.at_level(logging.WARNING, logger="kmexp.data.splits"):
+        splits = make_splits(train, dev, test, files)
+    assert splits.info["overlap"] == {"train_dev": 1, "train_test": 3}
+    warnings = [r.getMessage() for r in caplog.records if "same text" in r.getMessage()]
+    assert len(warnings) == 2
+    assert "3 of 4 rows of test.tsv" in warnings[1] and "train.tsv" in warnings[1]
+    assert set(splits.info["files"]) == {str(path) for path in files}
