@@ -3,49 +3,67 @@
 The Hydra entry point composes the config, calls ``train`` and returns the
 objective (the first selected metric, on dev), which sweepers maximize.
 
-A single run that fails on a problem the user can fix ends with one clear line
-and exit code 1. In a sweep (``-m``), a failed job is recorded in its
-``metrics.json`` and the sweep goes on; ``kmexp.sweep.SweepCallback`` reports
-the failures and exits non-zero at the end.
+A run that fails ends with one line on stderr, ``kmexp: error: <what went
+wrong>``, as its last line, and exit code 1, whatever raised: kmexp's own checks,
+Hydra composing the config (an unknown key, group option or type), or training.
+``HYDRA_FULL_ERROR=1`` (or ``hydra.verbose=true``) shows the traceback instead.
+In a sweep (``-m``), a failed job is recorded in its ``metrics.json`` and the
+sweep goes on; ``kmexp.sweep.SweepCallback`` reports the failures and exits
+non-zero at the end.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import os
+import signal
 import sys
+import traceback
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException, MissingConfigException, OverrideParseException
 from hydra.types import RunMode
 from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
 
 from kmexp.config import register_configs
 from kmexp.errors import KmexpError
 from kmexp.paths import config_dir
 from kmexp.report import summary_table
-from kmexp.sweep import completed_record, experiment_overrides, keep_completed, sweep_group
+from kmexp.secrets import Secrets, redact_log_records
+from kmexp.sweep import (
+    completed_record,
+    experiment_overrides,
+    keep_completed,
+    sweep_group,
+)
 from kmexp.train import train
 
 log = logging.getLogger("kmexp")
+
+FULL_ERROR = "HYDRA_FULL_ERROR"
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
 def run(cfg: DictConfig) -> float:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
-    overrides = experiment_overrides(list(hydra_cfg.overrides.task))
+    # Redacted here, so that metrics.json, W&B tags and progress lines never see a pasted secret.
+    overrides = Secrets.from_environ().data(experiment_overrides(list(hydra_cfg.overrides.task)))
     if hydra_cfg.mode == RunMode.MULTIRUN:
         return _sweep_job(cfg, hydra_cfg, run_dir, overrides)
     try:
         metrics = train(cfg, run_dir, overrides, choices=_choices(hydra_cfg))
-    except KmexpError as err:
-        # A problem the user can fix: one clear line, no traceback, non-zero exit.
-        log.error("%s", err)
-        print(f"kmexp: error: {err}", file=sys.stderr)
-        sys.exit(1)
-    print(summary_table(metrics))
+    except Exception as err:
+        log.error("%s", error_line(err))  # into kmexp.log too
+        raise RunFailed(err) from err
+    print(Secrets.from_environ().text(summary_table(metrics)))
     return metrics["objective"]["value"]
 
 
@@ -63,7 +81,7 @@ def _sweep_job(cfg: DictConfig, hydra_cfg: DictConfig, run_dir: Path, overrides:
     except Exception as err:  # noqa: BLE001 - any failure of one job is recorded; Ctrl-C still stops the sweep
         log.error("job failed: %s: %s", type(err).__name__, err)
         return math.nan  # search sweepers (optuna) mark a NaN trial as failed
-    print(summary_table(metrics))
+    print(Secrets.from_environ().text(summary_table(metrics)))
     return metrics["objective"]["value"]
 
 
@@ -72,6 +90,130 @@ def _choices(hydra_cfg: DictConfig) -> dict[str, str]:
     return {group: str(option) for group, option in hydra_cfg.runtime.choices.items() if not group.startswith("hydra/")}
 
 
+class RunFailed(BaseException):
+    """A single run's error, carried past Hydra to ``main``.
+
+    Hydra catches a job's ``Exception`` and, before raising it again, writes
+    "Error executing job with overrides: [...]" to stderr: noise, and the raw
+    overrides, a pasted secret included. A ``BaseException`` passes through
+    Hydra untouched, as ``sys.exit`` does.
+    """
+
+    def __init__(self, error: Exception):
+        super().__init__(error)
+        self.error = error
+
+
 def main() -> None:
     register_configs()
-    run()
+    redact_log_records(Secrets.from_environ())
+    show_traceback = traceback_requested(os.environ, sys.argv[1:])
+    try:
+        with _hydra_passes_errors_on():
+            run()
+    except RunFailed as failed:
+        _exit_with(failed.error, show_traceback)
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (kmexp.fit.Terminated): train() recorded it
+        _exit_interrupted(stop)
+    except Exception as err:  # raised by Hydra itself: composing the config, parsing an override
+        _exit_with(err, show_traceback)
+
+
+def _exit_with(err: Exception, show_traceback: bool) -> NoReturn:
+    """Print the error as one line, last on stderr (what scripts and CI show), and exit 1."""
+    secrets = Secrets.from_environ()
+    if show_traceback:
+        sys.stderr.write(secrets.text("".join(traceback.format_exception(err))))
+    print(f"kmexp: error: {secrets.text(error_line(err))}", file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
+def _exit_interrupted(stop: KeyboardInterrupt) -> NoReturn:
+    """One line on what was stopped and how to go on; the shell's exit status for the signal (130, 143)."""
+    signum = getattr(stop, "signum", signal.SIGINT)
+    print(
+        f"kmexp: interrupted by {signal.Signals(signum).name}: metrics.json says status: interrupted; "
+        "rerun with the same hydra.run.dir to resume from the last epoch",
+        file=sys.stderr,
+        flush=True,
+    )
+    sys.exit(128 + signum)
+
+
+@contextlib.contextmanager
+def _hydra_passes_errors_on() -> Iterator[None]:
+    """Make Hydra raise its own errors instead of printing them.
+
+    Hydra's ``run_and_report`` prints a failed composition (unknown key, group
+    option or type, unparsable override) as several lines, sometimes with a
+    traceback, then a hint to set HYDRA_FULL_ERROR, so the message is never the
+    last line. With HYDRA_FULL_ERROR=1 it raises the error instead, and ``main``
+    prints one line (and the traceback only when the user asked for it). The
+    variable is put back afterwards.
+    """
+    saved = os.environ.get(FULL_ERROR)
+    os.environ[FULL_ERROR] = "1"
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(FULL_ERROR, None)
+        else:
+            os.environ[FULL_ERROR] = saved
+
+
+def traceback_requested(environ: Mapping[str, str], arguments: Sequence[str]) -> bool:
+    """Whether the user asked for the traceback: HYDRA_FULL_ERROR=1, or Hydra's debug logging (hydra.verbose)."""
+    if environ.get(FULL_ERROR) == "1":
+        return True
+    verbose = [arg.split("=", 1)[1] for arg in arguments if arg.lstrip("+~").startswith("hydra.verbose=")]
+    return any(value.strip().lower() not in ("false", "null", "[]", "") for value in verbose)
+
+
+def error_line(err: BaseException) -> str:
+    """What went wrong, in one line, for the user to fix."""
+    if isinstance(err, KmexpError):
+        return _flat(str(err))  # kmexp's messages already name the key or file, the value and what is allowed
+    if isinstance(err, MissingConfigException):
+        return _missing_config_line(err)
+    if isinstance(err, OverrideParseException):
+        return f"cannot parse the override {err.override!r}: {_lines(err.message)[0]}"
+    if isinstance(err, HydraException):
+        return _hydra_line(err)
+    if isinstance(err, OmegaConfBaseException):
+        return _omegaconf_line(err)
+    # Anything else (a NaN loss, a Keras or TensorFlow error, a bug): its type says where it came from.
+    return f"{type(err).__name__}: {_lines(str(err))[0]} (set {FULL_ERROR}=1 for the traceback)"
+
+
+def _missing_config_line(err: MissingConfigException) -> str:
+    """An unknown group option (``loss=nope``), with the options there are."""
+    line = _lines(str(err))[0]
+    if err.options is None or len(err.options) == 0:
+        return line
+    return f"{line}; available options: {', '.join(err.options)}"
+
+
+def _hydra_line(err: HydraException) -> str:
+    """A composition error, with the OmegaConf error under it (``Key 'epoch' is not in struct``)."""
+    lines = _lines(str(err))
+    if isinstance(err.__cause__, OmegaConfBaseException):
+        lines[0] = f"{lines[0].rstrip('.')}: {_lines(str(err.__cause__))[0]}"
+    return "; ".join(lines)
+
+
+def _omegaconf_line(err: OmegaConfBaseException) -> str:
+    """An OmegaConf error names its key on a later line (``full_key: ...``): put it first."""
+    key = getattr(err, "full_key", None)
+    line = _lines(str(err))[0]
+    return line if key is None or key == "" else f"{key}: {line}"
+
+
+def _lines(text: str) -> list[str]:
+    """The non-blank lines of a message, stripped; one empty line for an empty message."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines if len(lines) > 0 else [""]
+
+
+def _flat(text: str) -> str:
+    return " ".join(_lines(text))

@@ -162,6 +162,11 @@ def check_code(code: str, valid_codes: Iterable[str], key: str = "language.code"
         suggestions = [c for c in codes if c.rpartition("_")[2].lower() == script]
         suggestions = suggestions[:_N_SUGGESTIONS]
 
+    # Still nothing (`xx_Fake`): name the nearest codes anyway, rather than none.
+    if not suggestions:
+        nearest = difflib.get_close_matches(str(code).lower(), list(by_lower), n=_N_SUGGESTIONS, cutoff=0.0)
+        suggestions = [by_lower[c] for c in nearest]
+
     closest = f"; closest: {', '.join(suggestions)}" if suggestions else ""
     raise ConfigError(
         f"{key}={code!r} is not a SIB-200 language code{closest} "

@@ -9,6 +9,9 @@ Every logger has the same five calls, made by the training program in order:
 - ``finish(status)`` exactly once, whatever happened.
 
 ``status`` is the run's ``metrics.json`` status: ``completed``, ``failed`` or ``interrupted``.
+
+What a logger writes goes through ``kmexp.secrets`` first: the resolved config
+can hold a secret (``+note=${oc.env:MY_API_TOKEN}``), and so can the overrides.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from kmexp.errors import KmexpError
+from kmexp.secrets import Secrets, redacted_argv
 
 # W&B rejects longer tags: this is the service's limit, not a setting.
 MAX_TAG_LENGTH = 64
@@ -130,8 +134,11 @@ class WandbLogger(NullLogger):
         self.wandb_dir.mkdir(parents=True, exist_ok=True)
         self._started = True
         self._scope.enter_context(_environment(offline_environment(self.wandb_dir) if self.mode != "online" else {}))
+        secrets = Secrets.from_environ()
         try:
-            self.run = self._init(wandb, config, choices, overrides, group)
+            # W&B saves the config, the tags and the command line (its run metadata): all three redacted.
+            with redacted_argv(secrets):
+                self.run = self._init(wandb, secrets.data(config), choices, secrets.data(list(overrides)), group)
         except wandb.errors.Error as err:
             # Not logged in, or the server unreachable within init_timeout_s: one line, and the way out.
             raise KmexpError(f"W&B could not start the run (logger.mode={self.mode}): {err} "
@@ -265,6 +272,7 @@ def pairs_from_counts(counts: Sequence[Sequence[int]]) -> tuple[list[int], list[
 
 
 def _write_csv(path: Path, fields: list[str], rows: list[dict]) -> None:
+    rows = Secrets.from_environ().data(rows)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=fields)

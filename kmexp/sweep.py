@@ -5,6 +5,9 @@ callback registered in ``conf/config.yaml``):
 
 - ``on_multirun_start``: ``sweep.json`` in the sweep folder, with the number of
   jobs, so that each job's progress line can say ``i/N``;
+- ``on_job_start`` (single runs too): secrets redacted from the config files
+  Hydra has just saved (``.hydra/*.yaml``, and a sweep's ``multirun.yaml``),
+  see ``kmexp.secrets``;
 - ``on_job_end``: one line per finished job: ``i/N``, its overrides, status,
   objective and seconds, read back from the job's ``metrics.json``;
 - ``on_multirun_end``: the comparison report (``kmexp.report``), then a
@@ -28,8 +31,10 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from kmexp.records import write_json
+from kmexp.secrets import MULTIRUN_FILE, Secrets
 
 log = logging.getLogger("kmexp.sweep")
 
@@ -143,7 +148,7 @@ def failed_jobs(sweep_dir: Path) -> list[FailedJob]:
     for job_dir in job_dirs(sweep_dir):
         record = read_metrics(job_dir)
         if record is None:
-            failed.append(FailedJob(job_dir.name, _overrides_of(job_dir), "no metrics.json"))
+            failed.append(FailedJob(job_dir.name, experiment_overrides(saved_overrides(job_dir)), "no metrics.json"))
         elif record.get("status") != "completed":
             error = record.get("error", f"status {record.get('status')}")
             failed.append(FailedJob(job_dir.name, experiment_overrides(record.get("overrides", [])), error))
@@ -156,11 +161,17 @@ def job_dirs(sweep_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
 
 
-def _overrides_of(job_dir: Path) -> list[str]:
+def saved_overrides(job_dir: Path) -> list[str]:
+    """A job's command-line overrides as Hydra saved them (``.hydra/overrides.yaml``), or [] if unreadable.
+
+    Read as written: resolving would turn ``+note=${oc.env:MY_API_TOKEN}`` into the secret, or fail
+    where the variable is not set.
+    """
     try:
-        return experiment_overrides(list(OmegaConf.load(job_dir / ".hydra" / "overrides.yaml")))
-    except OSError:
+        saved = OmegaConf.to_container(OmegaConf.load(job_dir / ".hydra" / "overrides.yaml"), resolve=False)
+    except (OSError, ValueError, OmegaConfBaseException):
         return []
+    return [str(item) for item in saved] if isinstance(saved, list) else []
 
 
 class SweepCallback(Callback):
@@ -178,7 +189,17 @@ class SweepCallback(Callback):
         total = count_jobs(params, arguments)
         if total is None:
             total = config.hydra.sweeper.get("n_trials")  # search sweepers (optuna) say how many trials
+        arguments = Secrets.from_environ().data(arguments)
         write_json(sweep_dir / SWEEP_FILE, {"group": sweep_group(sweep_dir), "jobs": total, "overrides": arguments})
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """Redact the config files that Hydra saved for this job (and the sweep) just before calling it."""
+        secrets = Secrets.from_environ()
+        if config.hydra.output_subdir is not None:
+            secrets.hydra_files(Path(config.hydra.runtime.output_dir) / config.hydra.output_subdir)
+        if config.hydra.mode == RunMode.MULTIRUN:
+            # The sweeper writes multirun.yaml after on_multirun_start, before its first job.
+            secrets.yaml_file(Path(config.hydra.sweep.dir) / MULTIRUN_FILE)
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
         if config.hydra.mode != RunMode.MULTIRUN:
@@ -187,7 +208,7 @@ class SweepCallback(Callback):
         line = job_line(
             Path(config.hydra.runtime.output_dir), config.hydra.job.num, sweep.get("jobs"), list(config.hydra.overrides.task)
         )
-        print(line, flush=True)
+        print(Secrets.from_environ().text(str(line)), flush=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -199,7 +220,7 @@ class SweepCallback(Callback):
             print(f"[kmexp sweep] all {total} jobs completed: {sweep_dir}", flush=True)
             return
         lines = [f"kmexp: error: {len(failed)} of {total} jobs failed in {sweep_dir}:", *(f"  {job}" for job in failed)]
-        print("\n".join(lines), file=sys.stderr, flush=True)
+        print(Secrets.from_environ().text("\n".join(lines)), file=sys.stderr, flush=True)
         raise SystemExit(1)  # a BaseException: Hydra's callback runner passes it on, and the sweep exits non-zero
 
     @staticmethod
@@ -209,7 +230,8 @@ class SweepCallback(Callback):
 
             report = write_report(sweep_dir)
         except Exception as err:  # the jobs' own results are already safe on disk; say why the report is missing
-            print(f"kmexp: error: the sweep report could not be written: {type(err).__name__}: {err}", file=sys.stderr)
+            message = f"kmexp: error: the sweep report could not be written: {type(err).__name__}: {err}"
+            print(Secrets.from_environ().text(message), file=sys.stderr)
             return
         print(f"[kmexp sweep] report: {sweep_dir / 'report.html'} ({len(report.rows)} jobs)", flush=True)
 

@@ -34,15 +34,27 @@ from kmexp.config import validate
 from kmexp.data import Split
 from kmexp.devices import build_device
 from kmexp.encoders.vocab import batches
-from kmexp.fit import DevScores, EpochLogger, StopOnNonFiniteLoss, concat_rows, fit
+from kmexp.fit import (
+    DevScores,
+    EpochLogger,
+    HistoryCSV,
+    StopOnNonFiniteLoss,
+    TrainingBackup,
+    concat_rows,
+    fit,
+    stop_on_sigterm,
+)
 from kmexp.metrics import classification_report
-from kmexp.records import versions, where, write_json
+from kmexp.records import git_commit, save_model, versions, where, write_json
+from kmexp.secrets import Secrets
 
 log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.json"
 MODEL_FILE = "model.keras"
 HISTORY_FILE = "history.csv"
+# The training state after each epoch, so that a rerun into the same run folder resumes; removed once training ends.
+BACKUP_DIR = "backup"
 # Texts preprocessed (or scored) per call: large enough to amortize each call, small enough to bound memory.
 _PREPROCESS_BATCH = 1024
 
@@ -71,18 +83,23 @@ def train(
         "choices": dict(choices or {}),
         "group": group,
         "versions": versions(),
+        "git": git_commit(),
         **where(),
     }
     logger = build_logger(cfg.logger, run_dir)
     try:
-        # Inside the try: a logger that cannot start fails the job, and metrics.json says why.
-        logger.start(plain(cfg), choices=record["choices"], overrides=record["overrides"], group=group)
-        validate(cfg)
-        record.update(_experiment(cfg, run_dir, logger))
-        # Logged before "completed": a job whose results could not be logged is not reported as done.
-        logger.log_summary(_summary(record))
-        logger.log_evaluation(record["labels"], {split: record[split] for split in ("dev", "test")}, run_dir / MODEL_FILE)
-        record["status"] = "completed"
+        # SIGTERM stops the run like Ctrl-C (KeyboardInterrupt), so it is recorded as interrupted.
+        with stop_on_sigterm():
+            # Inside the try: a logger that cannot start fails the job, and metrics.json says why.
+            logger.start(plain(cfg), choices=record["choices"], overrides=record["overrides"], group=group)
+            validate(cfg)
+            record.update(_experiment(cfg, run_dir, logger))
+            # Logged before "completed": a job whose results could not be logged is not reported as done.
+            logger.log_summary(_summary(record))
+            logger.log_evaluation(
+                record["labels"], {split: record[split] for split in ("dev", "test")}, run_dir / MODEL_FILE
+            )
+            record["status"] = "completed"
     except BaseException as err:
         # Record why the run ended before passing the error on: nothing is lost.
         record["status"] = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
@@ -90,7 +107,8 @@ def train(
         raise
     finally:
         record["seconds"] = {**record.get("seconds", {}), "total": round(time.perf_counter() - started, 3)}
-        write_json(run_dir / METRICS_FILE, record)
+        # Redacted: an error message or a recorded path can hold a secret (see kmexp.secrets).
+        write_json(run_dir / METRICS_FILE, Secrets.from_environ().data(record))
         logger.finish(record["status"])
     return record
 
@@ -118,22 +136,26 @@ def _experiment(cfg: DictConfig, run_dir: Path, logger) -> dict:
 
     # Model selection looks at dev only; test is scored once, at the end.
     early_stopping = _early_stopping(cfg.trainer, objective)
+    # A rerun into this run folder resumes from the backup of the last finished epoch.
+    backup = TrainingBackup(run_dir / BACKUP_DIR, early_stopping)
     callbacks = [
         DevScores(dev_features, dev_targets, loss, metrics),
-        StopOnNonFiniteLoss(),
+        StopOnNonFiniteLoss(),  # before the backup: a NaN epoch is never backed up
         early_stopping,
-        keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE)),
+        HistoryCSV(run_dir / HISTORY_FILE),
         EpochLogger(logger, cfg.trainer.epochs),
+        backup,  # last: it restores early stopping's state after EarlyStopping resets it
     ]
     train_started = time.perf_counter()
-    history = fit(
-        network, optimizer, loss, train_features, train_targets, cfg.trainer, cfg.seed, callbacks, cfg.device.jit_compile
+    fit(
+        network, optimizer, loss, train_features, train_targets, cfg.trainer, cfg.seed, callbacks,
+        cfg.device.jit_compile,
     )
     train_seconds = time.perf_counter() - train_started
 
     # Export and evaluate the end-to-end model, so the scores are those of the saved file.
     model = export_model(preprocessor, network)
-    model.save(run_dir / MODEL_FILE)
+    save_model(model, run_dir / MODEL_FILE)
     dev, test = _evaluate(model, [splits.dev, splits.test], labels, metrics)
     # One entry per language tested on its own: language=multi's languages, then eval_languages.
     per_language = _evaluate_languages(model, splits.eval_tests, labels, metrics)
@@ -143,7 +165,9 @@ def _experiment(cfg: DictConfig, run_dir: Path, logger) -> dict:
         "dev": dev,
         "test": test,
         "eval": per_language,
-        "epochs_run": len(history.epoch),
+        # Counted from epoch 1 even when resumed: history holds only the epochs run since.
+        "epochs_run": backup.epochs_done,
+        "resumed_from_epoch": backup.resumed_from,
         "best_epoch": early_stopping.best_epoch + 1,
         "data": {**splits.info, "sizes": {name: len(getattr(splits, name).texts) for name in ("train", "dev", "test")}},
         "seconds": {"train": round(train_seconds, 3)},

@@ -15,9 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
-from kmexp.sweep import experiment_overrides, job_dirs
+from kmexp.sweep import experiment_overrides, job_dirs, saved_overrides
 
 METRICS_FILE = "metrics.json"
 HISTORY_FILE = "history.csv"
@@ -140,7 +138,7 @@ def override_values(overrides) -> dict[str, str]:
 def read_job(folder: Path) -> Job:
     """One job folder as a ``Job``; an absent or unreadable ``metrics.json`` becomes the job's error."""
     path = folder / METRICS_FILE
-    fallback = tuple(experiment_overrides(_hydra_overrides(folder)))
+    fallback = tuple(experiment_overrides(saved_overrides(folder)))
     if not path.exists():
         return Job(folder.name, folder, fallback, problem="no metrics.json")
     try:
@@ -152,13 +150,6 @@ def read_job(folder: Path) -> Job:
     recorded = metrics.get("overrides")
     overrides = tuple(experiment_overrides([str(o) for o in recorded])) if isinstance(recorded, list) else fallback
     return Job(folder.name, folder, overrides, metrics)
-
-
-def _hydra_overrides(folder: Path) -> list[str]:
-    try:
-        return [str(item) for item in OmegaConf.load(folder / ".hydra" / "overrides.yaml")]
-    except (OSError, ValueError, TypeError):
-        return []
 
 
 def collect_jobs(sweep_dir: Path) -> list[Job]:

@@ -1,0 +1,187 @@
+"""Bad input ends a real ``python -m kmexp`` run with one line that says what to fix.
+
+Each case runs the command line in a fresh process, as a user would, and checks
+the contract: a non-zero exit, no traceback, and a last stderr line (after
+TensorFlow's start-up noise) that names the key or file and what is wrong.
+Validation happens before training, so most runs take the few seconds of the
+imports. ``logger=none``: W&B is not the point here.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from conftest import files_overrides, make_rows, run_cli, write_small_data, write_tsv
+from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+from omegaconf.errors import ConfigKeyError
+
+from kmexp.cli import error_line, traceback_requested
+from kmexp.errors import ConfigError
+
+# TensorFlow's C++ logging (absl) writes these to stderr at import time, whatever kmexp does.
+ABSL_NOISE = ("I0000", "E0000", "W0000", "WARNING: All log messages")
+SCRIPT_LABEL = "<script>alert(1)</script>"
+# The runs start together: each spends its few seconds importing TensorFlow, so they overlap well.
+PARALLEL_RUNS = 3
+
+# name: (data files swapped in for the good ones, overrides, what the last line must hold).
+# The files are written by write_bad_files; nope.tsv is not.
+FAILING = {
+    # kmexp's own checks list every bad value together, in one line.
+    "several_values": (
+        {},
+        ["optimizer.learning_rate=-1", "model.dropout=1.5", "trainer.batch_size=0"],
+        ["optimizer.learning_rate=-1", "> 0", "model.dropout=1.5", "[0, 1)", "trainer.batch_size=0", ">= 1"],
+    ),
+    "language_code": ({}, ["language=generic", "language.code=xx_Fake"], ["language.code='xx_Fake'", "closest: "]),
+    # Refused by Hydra while composing the config, before kmexp's own checks.
+    "unknown_key": ({}, ["trainer.epoch=3"], ["trainer.epoch", "+trainer.epoch=3"]),
+    "wrong_type": ({}, ["trainer.epochs=ten"], ["trainer.epochs", "ten"]),
+    "unknown_option": ({}, ["loss=nope"], ["loss/nope", "crossentropy, focal, label_smoothing, mse, squared_hinge"]),
+    # Data files.
+    "missing_file": ({"train": "nope.tsv"}, [], ["data.train", "nope.tsv", "not found"]),
+    "no_text_column": ({"train": "train.csv"}, [], ["train.csv", "'text'", "columns found: ['sentence', 'label']"]),
+    "not_utf8": ({"train": "latin1.tsv"}, [], ["latin1.tsv", "line 3", "UTF-8"]),
+    "empty_split": ({"dev": "blank_dev.tsv"}, [], ["blank_dev.tsv", "dev split has no non-empty texts"]),
+    "unseen_label": ({"test": "new_label.tsv"}, [], ["new_label.tsv", "'music'", "not in the training data"]),
+}
+
+
+def last_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.strip() and not line.startswith(ABSL_NOISE)]
+    return lines[-1] if lines else ""
+
+
+def failure_line(result) -> str:
+    """The one line a failed run ends with, once the contract is checked."""
+    assert result.returncode != 0, result.stdout[-2000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    line = last_line(result.stderr)
+    assert line.startswith("kmexp: error: "), result.stderr[-3000:]
+    return line
+
+
+def write_bad_files(folder: Path) -> None:
+    with open(folder / "train.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=["sentence", "label"])
+        writer.writeheader()
+        writer.writerows({"sentence": row["text"], "label": row["label"]} for row in make_rows(10, seed=1))
+    (folder / "latin1.tsv").write_bytes("text\tlabel\nle match\tsports\nla crème brûlée\tfood\n".encode("latin-1"))
+    write_tsv(folder / "blank_dev.tsv", [{"text": "  ", "label": "food"}, {"text": "", "label": "sports"}])
+    write_tsv(folder / "new_label.tsv", [*make_rows(2, seed=3), {"text": "a new song", "label": "music"}])
+
+
+def write_odd_data(folder: Path) -> dict[str, Path]:
+    """Small train/dev/test files with blank texts (3 in train, 1 in dev) and a ``<script>`` label."""
+    folder.mkdir(parents=True, exist_ok=True)
+    blank = [{"text": text, "label": "food"} for text in ("", "   ", "\t")]
+
+    def rows(n: int, seed: int, extra: list[dict]) -> list[dict]:
+        relabel = {"food": SCRIPT_LABEL}
+        return [{**row, "label": relabel.get(row["label"], row["label"])} for row in [*make_rows(n, seed), *extra]]
+
+    return {
+        "train": write_tsv(folder / "train.tsv", rows(20, 1, blank)),
+        "dev": write_tsv(folder / "dev.tsv", rows(5, 2, blank[:1])),
+        "test": write_tsv(folder / "test.tsv", rows(5, 3, [])),
+    }
+
+
+def run_together(jobs: dict[str, tuple[list[str], Path, dict | None]]) -> dict:
+    """``python -m kmexp`` once per job (arguments, folder, extra environment), a few at a time."""
+    for _, cwd, _ in jobs.values():
+        cwd.mkdir(parents=True, exist_ok=True)
+    with ThreadPoolExecutor(max_workers=PARALLEL_RUNS) as pool:
+        futures = {name: pool.submit(run_cli, args, cwd=cwd, env=env) for name, (args, cwd, env) in jobs.items()}
+        return {name: future.result() for name, future in futures.items()}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict:
+    """Every run of this module, started together: name -> (its folder, the finished process)."""
+    root = tmp_path_factory.mktemp("bad_inputs")
+    good = write_small_data(root / "data")
+    write_bad_files(root)
+    quick = ["logger=none", "trainer.epochs=2"]
+    jobs = {}
+    for name, (files, args, _) in FAILING.items():
+        data = {**good, **{split: root / file for split, file in files.items()}}
+        jobs[name] = ([*files_overrides(data), *quick, *args], root / name, None)
+    jobs["full_error"] = ([*files_overrides(good), *quick, "model.dropout=1.5"], root / "full_error",
+                          {"HYDRA_FULL_ERROR": "1"})
+    # One training run serves two checks: blank texts are dropped and counted, a <script> label is escaped.
+    sweep = ["-m", *files_overrides(write_odd_data(root / "odd_data")), *quick, "hydra.sweep.dir=sweep"]
+    jobs["one_job_sweep"] = (sweep, root / "one_job_sweep", None)
+    return {name: (jobs[name][1], result) for name, result in run_together(jobs).items()}
+
+
+# --- bad input: one line --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(FAILING))
+def test_bad_input_ends_with_one_line_naming_it(runs, name):
+    _, result = runs[name]
+    line = failure_line(result)
+    for part in FAILING[name][2]:
+        assert part in line, line
+
+
+def test_hydra_full_error_shows_the_traceback_and_still_ends_with_the_message(runs):
+    _, result = runs["full_error"]
+    assert result.returncode != 0
+    assert "Traceback" in result.stderr
+    assert last_line(result.stderr).startswith("kmexp: error: model.dropout=1.5")
+
+
+def test_empty_texts_are_dropped_and_counted(runs):
+    folder, result = runs["one_job_sweep"]
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((folder / "sweep" / "0" / "metrics.json").read_text())
+    assert metrics["data"]["dropped_empty"] == {"train": 3, "dev": 1, "test": 0}
+    assert metrics["data"]["sizes"] == {"train": 60, "dev": 15, "test": 15}
+
+
+def test_a_script_label_in_a_one_job_sweep_is_escaped_in_report_html(runs):
+    folder, result = runs["one_job_sweep"]
+    assert result.returncode == 0, result.stderr[-3000:]
+    page = (folder / "sweep" / "report.html").read_text(encoding="utf-8")
+    assert SCRIPT_LABEL not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+# --- the one line, in process ----------------------------------------------------------------------------
+
+
+def test_error_line_puts_each_kind_of_error_on_one_line():
+    assert error_line(ConfigError("model.dropout=1.5 is not allowed")) == "model.dropout=1.5 is not allowed"
+    missing = MissingConfigException("In 'config': Could not find 'loss/nope'\n\nAvailable options in 'loss':\n\tmse",
+                                     "loss/nope", ["focal", "mse"])
+    assert error_line(missing) == "In 'config': Could not find 'loss/nope'; available options: focal, mse"
+    assert error_line(OverrideParseException("a=[1", "no viable alternative\nSee https://hydra.cc")) == (
+        "cannot parse the override 'a=[1': no viable alternative"
+    )
+    composition = ConfigCompositionException("Could not override 'a.b'.\nTo append to your config use +a.b=1")
+    composition.__cause__ = ConfigKeyError("Key 'b' is not in struct\n    full_key: a.b")
+    assert error_line(composition) == (
+        "Could not override 'a.b': Key 'b' is not in struct; To append to your config use +a.b=1"
+    )
+    assert error_line(ValueError("bad\nmore")) == "ValueError: bad (set HYDRA_FULL_ERROR=1 for the traceback)"
+
+
+@pytest.mark.parametrize(
+    ("environ", "args", "expected"),
+    [
+        ({}, ["model.dropout=1.5"], False),
+        ({"HYDRA_FULL_ERROR": "0"}, [], False),
+        ({"HYDRA_FULL_ERROR": "1"}, [], True),
+        ({}, ["hydra.verbose=true"], True),
+        ({}, ["hydra.verbose=[kmexp]"], True),
+        ({}, ["hydra.verbose=false"], False),
+    ],
+)
+def test_the_traceback_shows_only_when_asked_for(environ, args, expected):
+    assert traceback_requested(environ, args) is expected
