@@ -13,7 +13,7 @@ from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from kmexp.data import sib200_codes
-from kmexp.devices import KINDS, PRECISIONS
+from kmexp.devices import ALL_REDUCES, DISTRIBUTED_KINDS, KINDS, PRECISIONS
 from kmexp.encoders.bag import OUTPUT_MODES
 from kmexp.encoders.subword import MODEL_TYPES
 from kmexp.encoders.text import ANALYZERS, CASES, DIGITS, NORMALIZATIONS
@@ -29,6 +29,8 @@ from kmexp.metrics import AVERAGES
 from kmexp.schemas import store_schemas
 from kmexp.sweep import register_sweep_resolvers
 
+# kmexp's full-batch optimizer (conf/optimizer/lbfgs.yaml), which trains outside Keras' distributed loop.
+LBFGS_TARGET = "kmexp.optim.LBFGS"
 # What early stopping can watch: the dev loss or the dev objective (the first metric).
 MONITORS = ("objective", "loss")
 # What a word-level encoder does where the script writes no spaces (conf/language/).
@@ -87,13 +89,57 @@ def validate(cfg: DictConfig) -> None:
         *_check_activation(cfg.activation),
         *_check_loss(cfg.loss),
         *_check_metrics(cfg.metric),
-        *_check_choice("device.kind", cfg.device.kind, KINDS),
-        *_check_choice("device.precision", cfg.device.precision, PRECISIONS),
+        *_check_device(cfg),
     ]
     if cfg.device.jit_compile is True and cfg.encoder.preprocessor.get("sparse") is True:
         problems.append(
             "device.jit_compile=true cannot compile sparse features; "
             "set encoder.preprocessor.sparse=false or device.jit_compile=false"
+        )
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
+def _check_device(cfg: DictConfig) -> list[str]:
+    device = cfg.device
+    problems = [
+        *_check_choice("device.kind", device.kind, KINDS),
+        *_check_choice("device.precision", device.precision, PRECISIONS),
+    ]
+    for key in ("intra_op_threads", "inter_op_threads"):
+        if device[key] is not None:  # null keeps TensorFlow's default
+            problems += _check_at_least(f"device.{key}", device[key], 1)
+    if "all_reduce" in device:
+        problems += _check_choice("device.all_reduce", device.all_reduce, ALL_REDUCES)
+    return problems
+
+
+def validate_distributed(cfg: DictConfig) -> None:
+    """Raise one ConfigError listing what Keras 3.15 cannot do over several replicas (device=multi_gpu, ...).
+
+    Checked with MirroredStrategy (tests/test_devices.py). kmexp.train calls it right
+    after kmexp.devices.build_device rather than in ``validate``: on a machine without
+    the hardware, the missing hardware is the error to report, not these settings.
+    """
+    kind, problems = cfg.device.kind, []
+    if kind not in DISTRIBUTED_KINDS:
+        return
+    if cfg.encoder.preprocessor.get("sparse") is True:
+        # Keras' distributed input (tf.distribute.DistributedValues) fails on tf.SparseTensor: no `.device`.
+        problems.append(
+            f"encoder.preprocessor.sparse=true is not allowed with device={kind}: Keras cannot split sparse "
+            "features across replicas; set encoder.preprocessor.sparse=false"
+        )
+    if cfg.trainer.steps_per_execution != 1:
+        # Keras' multi-step training loop fails under a distribution strategy (keras-team/keras#19246).
+        problems.append(
+            f"trainer.steps_per_execution={cfg.trainer.steps_per_execution} is not allowed with device={kind}: "
+            "Keras runs one step per call under a distribution strategy; set trainer.steps_per_execution=1"
+        )
+    if cfg.optimizer._target_ == LBFGS_TARGET:
+        problems.append(
+            f"optimizer=lbfgs trains on the full batch in one place and cannot use device={kind}; "
+            "use device=gpu or device=cpu, or another optimizer"
         )
     if problems:
         raise ConfigError("; ".join(problems))

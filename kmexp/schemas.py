@@ -308,6 +308,39 @@ class DeviceConfig:
     kind: str = MISSING
     precision: str = MISSING
     jit_compile: bool = MISSING
+    intra_op_threads: Optional[int] = MISSING  # null = TensorFlow's default
+    inter_op_threads: Optional[int] = MISSING
+
+
+@dataclass
+class AutoDeviceConfig(DeviceConfig):
+    pass
+
+
+@dataclass
+class CPUDeviceConfig(DeviceConfig):
+    pass
+
+
+@dataclass
+class GPUDeviceConfig(DeviceConfig):
+    pass
+
+
+@dataclass
+class MultiGPUDeviceConfig(DeviceConfig):
+    devices: Optional[List[str]] = MISSING  # null = every visible GPU
+    all_reduce: str = MISSING
+
+
+@dataclass
+class MultiWorkerDeviceConfig(DeviceConfig):
+    pass
+
+
+@dataclass
+class TPUDeviceConfig(DeviceConfig):
+    tpu: str = MISSING  # local, a TPU name or a grpc:// address
 
 
 @dataclass
@@ -400,7 +433,12 @@ SCHEMAS: tuple[tuple[str, str, type], ...] = (
     ("optimizer", "lbfgs", LBFGSConfig),
     ("metric", "no_arguments", MetricConfig),
     ("metric", "averaged", AveragedMetricConfig),
-    ("device", "device", DeviceConfig),
+    ("device", "auto", AutoDeviceConfig),
+    ("device", "cpu", CPUDeviceConfig),
+    ("device", "gpu", GPUDeviceConfig),
+    ("device", "multi_gpu", MultiGPUDeviceConfig),
+    ("device", "multi_worker", MultiWorkerDeviceConfig),
+    ("device", "tpu", TPUDeviceConfig),
     ("model", "mlp", ModelConfig),
     ("trainer", "trainer", TrainerConfig),
     ("logger", "wandb", WandbLoggerConfig),

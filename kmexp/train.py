@@ -30,9 +30,9 @@ from kmexp.builders import (
     export_model,
     plain,
 )
-from kmexp.config import validate
+from kmexp.config import validate, validate_distributed
 from kmexp.data import Split
-from kmexp.devices import build_device
+from kmexp.devices import build_device, device_record
 from kmexp.encoders.vocab import batches
 from kmexp.fit import (
     DevScores,
@@ -117,6 +117,7 @@ def _experiment(cfg: DictConfig, run_dir: Path, logger) -> dict:
     # Seed Python, NumPy and the backend before anything random happens.
     keras.utils.set_random_seed(cfg.seed)
     strategy = build_device(cfg.device)
+    validate_distributed(cfg)  # after build_device: missing hardware is reported before these settings
 
     splits = build_data(cfg.data).load()
     labels = splits.labels
@@ -171,6 +172,8 @@ def _experiment(cfg: DictConfig, run_dir: Path, logger) -> dict:
         "best_epoch": early_stopping.best_epoch + 1,
         "data": {**splits.info, "sizes": {name: len(getattr(splits, name).texts) for name in ("train", "dev", "test")}},
         "seconds": {"train": round(train_seconds, 3)},
+        # After training, so that it holds the peak GPU memory of the run (benchmarks/gpu_check.sh prints it).
+        "device": device_record(strategy),
     }
 
 

@@ -254,7 +254,7 @@ def test_sweep_preset_and_hydra_block_still_compose():
         (["language.standardize.digits=drop"], "language.standardize.digits=drop"),
         (["language=generic", "language.code=lao_Laoo", "encoder=onehot"], "encoder.preprocessor.analyzer=word splits"),
         (["eval_languages=[deu_Latx]"], "eval_languages[0]='deu_Latx'"),
-        (["device.kind=tpu"], "device.kind=tpu is not allowed; it must be one of auto, cpu, gpu"),
+        (["device.kind=fpga"], "device.kind=fpga is not allowed; it must be one of auto, cpu, gpu, multi_gpu,"),
         (["device.precision=float16"], "device.precision=float16"),
         (["device.jit_compile=true"], "device.jit_compile=true cannot compile sparse features"),
     ],
