@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import signal
 import sys
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import NoReturn
 
 import hydra
+import keras
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException, MissingConfigException, OverrideParseException
 from hydra.types import RunMode
@@ -67,20 +67,26 @@ def run(cfg: DictConfig) -> float:
     return metrics["objective"]["value"]
 
 
-def _sweep_job(cfg: DictConfig, hydra_cfg: DictConfig, run_dir: Path, overrides: list[str]) -> float:
-    """One job of a sweep: its objective, or NaN when it failed (recorded, and the sweep goes on)."""
+def _sweep_job(cfg: DictConfig, hydra_cfg: DictConfig, run_dir: Path, overrides: list[str]) -> float | None:
+    """One job of a sweep: its objective, or None when it failed (recorded, and the sweep goes on)."""
     if cfg.resume is not None:
         earlier = completed_record(run_dir, overrides)
         if earlier is not None:
             keep_completed(run_dir, earlier)
             return earlier["objective"]["value"]
+    # A sweep runs many jobs in one process (basic launcher, a joblib worker, optuna): each starts from a
+    # blank Keras state (layer-name counters, global settings), as a single run does. It does not stop
+    # TensorFlow keeping each job's traced train step (~10 MB a job; benchmarks/results/sweep_memory.md).
+    keras.backend.clear_session()
     try:
         metrics = train(
             cfg, run_dir, overrides, choices=_choices(hydra_cfg), group=sweep_group(Path(hydra_cfg.sweep.dir))
         )
     except Exception as err:  # noqa: BLE001 - any failure of one job is recorded; Ctrl-C still stops the sweep
         log.error("job failed: %s: %s", type(err).__name__, err)
-        return math.nan  # search sweepers (optuna) mark a NaN trial as failed
+        # Not NaN: hydra-optuna-sweeper 1.3 tells optuna 2.10 a NaN trial FAILed *with* its value, which
+        # optuna refuses, ending the search. A value that is not a number is marked FAIL cleanly.
+        return None
     print(Secrets.from_environ().text(summary_table(metrics)))
     return metrics["objective"]["value"]
 

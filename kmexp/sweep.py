@@ -14,7 +14,7 @@ callback registered in ``conf/config.yaml``):
   non-zero exit naming the failed jobs, if any.
 
 A failed job never stops the sweep: the entry point records it (``metrics.json``
-says ``status: failed`` and why) and returns NaN to the sweeper.
+says ``status: failed`` and why) and returns None to the sweeper (optuna marks the trial FAIL).
 """
 
 from __future__ import annotations
@@ -186,9 +186,11 @@ class SweepCallback(Callback):
         arguments = list(config.hydra.overrides.task)
         params = config.hydra.sweeper.get("params")
         params = {} if params is None else OmegaConf.to_container(params, resolve=True)
-        total = count_jobs(params, arguments)
+        # Search sweepers (optuna) say how many trials they run; a grid count of their
+        # choice(...) params would be the size of the search space instead.
+        total = config.hydra.sweeper.get("n_trials")
         if total is None:
-            total = config.hydra.sweeper.get("n_trials")  # search sweepers (optuna) say how many trials
+            total = count_jobs(params, arguments)
         arguments = Secrets.from_environ().data(arguments)
         write_json(sweep_dir / SWEEP_FILE, {"group": sweep_group(sweep_dir), "jobs": total, "overrides": arguments})
 
