@@ -11,6 +11,16 @@ import tempfile
 from importlib import metadata
 from pathlib import Path
 
+METRICS_FILE = "metrics.json"  # every run's record; sweeps, reports and kmexp-predict read it back
+
+
+def read_json(path: Path) -> dict | list | None:
+    """A JSON file's content, or None if it is missing or unreadable (a run may have died before writing it)."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
 
 def write_json(path: Path, payload: dict) -> None:
     """Write JSON through a temporary file and a rename, so readers never see half a file."""

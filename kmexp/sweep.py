@@ -19,9 +19,7 @@ says ``status: failed`` and why) and returns None to the sweeper (optuna marks t
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,13 +31,12 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from kmexp.records import write_json
+from kmexp.records import METRICS_FILE, read_json, write_json
 from kmexp.secrets import MULTIRUN_FILE, Secrets
 
 log = logging.getLogger("kmexp.sweep")
 
 SWEEP_FILE = "sweep.json"
-METRICS_FILE = "metrics.json"
 # Overrides that steer the sweep itself rather than the experiment: left out of a job's recorded overrides.
 CONTROL_KEYS = ("resume",)
 
@@ -67,10 +64,7 @@ def keep_completed(run_dir: Path, record: dict) -> None:
 
 def read_metrics(run_dir: Path) -> dict | None:
     """A job's ``metrics.json``, or None if it has none (or an unreadable one)."""
-    try:
-        return json.loads((Path(run_dir) / METRICS_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+    return read_json(Path(run_dir) / METRICS_FILE)
 
 
 def completed_record(run_dir: Path, overrides: list[str]) -> dict | None:
@@ -112,7 +106,7 @@ class JobLine:
 
     def __str__(self) -> str:
         total = "?" if self.total is None else self.total
-        objective = "-" if self.objective is None or math.isnan(self.objective) else f"{self.objective:.4f}"
+        objective = "-" if self.objective is None else f"{self.objective:.4f}"
         seconds = "-" if self.seconds is None else f"{self.seconds:.1f}s"
         status = f"{self.status} ({self.note})" if self.note else self.status
         return f"[kmexp sweep] {self.number + 1}/{total}  {' '.join(self.overrides) or '(no overrides)'}  {status}  objective {objective}  {seconds}"
@@ -206,7 +200,7 @@ class SweepCallback(Callback):
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
         if config.hydra.mode != RunMode.MULTIRUN:
             return
-        sweep = read_json_or_empty(Path(config.hydra.sweep.dir) / SWEEP_FILE)
+        sweep = read_json(Path(config.hydra.sweep.dir) / SWEEP_FILE) or {}
         line = job_line(
             Path(config.hydra.runtime.output_dir), config.hydra.job.num, sweep.get("jobs"), list(config.hydra.overrides.task)
         )
@@ -237,9 +231,3 @@ class SweepCallback(Callback):
             return
         print(f"[kmexp sweep] report: {sweep_dir / 'report.html'} ({len(report.rows)} jobs)", flush=True)
 
-
-def read_json_or_empty(path: Path) -> dict:
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}

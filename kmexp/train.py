@@ -45,12 +45,18 @@ from kmexp.fit import (
     stop_on_sigterm,
 )
 from kmexp.metrics import classification_report
-from kmexp.records import git_commit, save_model, versions, where, write_json
+from kmexp.records import (
+    METRICS_FILE,
+    git_commit,
+    save_model,
+    versions,
+    where,
+    write_json,
+)
 from kmexp.secrets import Secrets
 
 log = logging.getLogger(__name__)
 
-METRICS_FILE = "metrics.json"
 MODEL_FILE = "model.keras"
 HISTORY_FILE = "history.csv"
 # The training state after each epoch, so that a rerun into the same run folder resumes; removed once training ends.

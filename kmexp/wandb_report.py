@@ -19,8 +19,9 @@ from omegaconf import OmegaConf
 
 from kmexp.errors import KmexpError
 from kmexp.paths import config_dir
+from kmexp.records import METRICS_FILE
+from kmexp.report.collect import override_values, swept_override_keys
 
-METRICS_FILE = "metrics.json"
 # A job's offline run is <job>/wandb/offline-run-<time>-<id>; `wandb sync` takes these folders.
 OFFLINE_RUN_PREFIX = "offline-run-"
 
@@ -50,7 +51,9 @@ def read_sweep(sweep_dir: Path) -> Sweep:
     objectives = [job["objective"]["name"] for job in jobs if job.get("objective") is not None]
     if not objectives:
         raise KmexpError(f"{sweep_dir}: no job of this sweep completed, so there is nothing to report")
-    keys = swept_keys([job.get("overrides", []) for job in jobs])
+    overrides = [job.get("overrides", []) for job in jobs]
+    # When nothing differs (a one-job sweep), every override key is still worth a column.
+    keys = swept_override_keys(overrides) or list(dict.fromkeys(k for o in overrides for k in override_values(o)))
     chosen = {group for job in jobs for group in job.get("choices", {})}
     return Sweep(
         folder=sweep_dir,
@@ -62,21 +65,6 @@ def read_sweep(sweep_dir: Path) -> Sweep:
             path for path in sweep_dir.rglob(f"{OFFLINE_RUN_PREFIX}*") if path.is_dir() and path.parent.name == "wandb"
         ),
     )
-
-
-def swept_keys(overrides_per_job: list[list[str]]) -> list[str]:
-    """Override keys whose value is not the same in every job (all override keys if none differ)."""
-    parsed = [dict(_parse_override(item) for item in overrides) for overrides in overrides_per_job]
-    keys = list(dict.fromkeys(key for job in parsed for key in job))
-    # A key that some jobs leave out counts as differing: its value there is the config's default.
-    varying = [key for key in keys if len({job.get(key) for job in parsed}) > 1]
-    return varying if varying else keys
-
-
-def _parse_override(item: str) -> tuple[str, str | None]:
-    """``+key=value`` / ``key=value`` / ``~key`` -> (key, value); a deletion has no value."""
-    key, _, value = item.lstrip("+~").partition("=")
-    return key, (value if "=" in item and not item.startswith("~") else None)
 
 
 def build_report(sweep_dir: Path, entity: str, project: str):

@@ -15,9 +15,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kmexp.records import METRICS_FILE
 from kmexp.sweep import experiment_overrides, job_dirs, saved_overrides
 
-METRICS_FILE = "metrics.json"
 HISTORY_FILE = "history.csv"
 # Override keys that say which locale a job is about: they make the rows of the report, not its settings.
 LOCALE_KEYS = ("language", "language.code", "language.tag", "language.name")
@@ -168,7 +168,12 @@ def collect_jobs(sweep_dir: Path) -> list[Job]:
 
 def swept_keys(jobs: list[Job]) -> list[str]:
     """Override keys whose value differs across jobs (absent counts as a value), in first-seen order."""
-    per_job = [override_values(job.overrides) for job in jobs]
+    return swept_override_keys([job.overrides for job in jobs])
+
+
+def swept_override_keys(overrides_per_job: list) -> list[str]:
+    """``swept_keys`` over plain override lists (one per job), for readers that hold no ``Job``."""
+    per_job = [override_values(overrides) for overrides in overrides_per_job]
     keys: list[str] = []
     for values in per_job:
         keys.extend(key for key in values if key not in keys)
