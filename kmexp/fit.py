@@ -70,6 +70,33 @@ def _raise_terminated(signum, frame):
     raise Terminated(signum)
 
 
+@contextlib.contextmanager
+def forget_traced_gradients() -> Iterator[None]:
+    """Drop the gradient functions that tracing registered while the block ran, once it ends.
+
+    Keras' TensorFlow optimizer sums dense gradients with the strategy's ``all_reduce``,
+    even with one replica, and that wraps them in ``tf.custom_gradient``. Each trace
+    registers its gradient function in TensorFlow's global gradient registry, under a
+    new ``CustomGradient-<n>`` name, and nothing ever removes it. The function holds
+    the traced train step, and that holds the model's variables and optimizer slots,
+    so every run in one process (a sweep's jobs, a notebook's loop) kept the last one's
+    ~7 MB (benchmarks/results/sweep_memory.md). A registered gradient is only looked up
+    while TensorFlow differentiates the graph that uses it, so the run's own entries
+    are not needed once the run is over. Entries registered by anything else stay.
+    """
+    # TensorFlow offers no public way to unregister a gradient: its registry is a private dict.
+    from tensorflow.python.framework import ops
+
+    registry = ops._gradient_registry._registry
+    before = set(registry)
+    try:
+        yield
+    finally:
+        for name in set(registry) - before:
+            if name.startswith("CustomGradient-"):
+                del registry[name]
+
+
 class DevScores(keras.callbacks.Callback):
     """After each epoch, scores the dev split and adds ``val_loss`` and ``val_<metric>`` to the logs.
 

@@ -42,6 +42,7 @@ from kmexp.fit import (
     TrainingBackup,
     concat_rows,
     fit,
+    forget_traced_gradients,
     stop_on_sigterm,
 )
 from kmexp.metrics import classification_report
@@ -99,7 +100,9 @@ def train(
             # Inside the try: a logger that cannot start fails the job, and metrics.json says why.
             logger.start(plain(cfg), choices=record["choices"], overrides=record["overrides"], group=group)
             validate(cfg)
-            record.update(_experiment(cfg, run_dir, logger))
+            # Frees the run's traced train step once the run ends, for the next run in this process.
+            with forget_traced_gradients():
+                record.update(_experiment(cfg, run_dir, logger))
             # Logged before "completed": a job whose results could not be logged is not reported as done.
             logger.log_summary(_summary(record))
             logger.log_evaluation(

@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from kmexp.encoders import vocab
 from kmexp.encoders.base import PACKAGE, Preprocessor
+from kmexp.encoders.lookup import StringLookup
 
 OUTPUT_MODES = ("multi_hot", "count", "tfidf")
 
@@ -54,7 +55,7 @@ class TextFeaturizer(Preprocessor):
         self.vocabulary_size = self.num_bins if self.num_bins is not None else vocabulary_size
         if self.num_bins is None:
             # Index 0 is the out-of-vocabulary bucket; it is dropped from the features.
-            self.lookup = keras.layers.StringLookup(num_oov_indices=1, mask_token=None, name="lookup")
+            self.lookup = StringLookup(num_oov_indices=1, mask_token=None, name="lookup")
         if self.vocabulary_size is not None:
             self._make_idf()
 

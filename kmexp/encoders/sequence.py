@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from kmexp.encoders import text, vocab
 from kmexp.encoders.base import PACKAGE, SequencePreprocessor
+from kmexp.encoders.lookup import StringLookup
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -33,7 +34,7 @@ class TokenSequencer(SequencePreprocessor):
         self.max_tokens = max_tokens
         self.min_df = int(min_df)
         self.vocabulary_size = vocabulary_size
-        self.lookup = keras.layers.StringLookup(num_oov_indices=1, mask_token=None, name="lookup")
+        self.lookup = StringLookup(num_oov_indices=1, mask_token=None, name="lookup")
 
     @property
     def id_count(self) -> int:
