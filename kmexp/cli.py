@@ -75,8 +75,8 @@ def _sweep_job(cfg: DictConfig, hydra_cfg: DictConfig, run_dir: Path, overrides:
             keep_completed(run_dir, earlier)
             return earlier["objective"]["value"]
     # A sweep runs many jobs in one process (basic launcher, a joblib worker, optuna): each starts from a
-    # blank Keras state (layer-name counters, global settings), as a single run does. It does not stop
-    # TensorFlow keeping each job's traced train step (~10 MB a job; benchmarks/results/sweep_memory.md).
+    # blank Keras state (layer-name counters, global settings), as a single run does. train() itself frees
+    # what TensorFlow would keep of the last job (benchmarks/results/sweep_memory.md).
     keras.backend.clear_session()
     try:
         metrics = train(
