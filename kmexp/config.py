@@ -82,6 +82,7 @@ def validate(cfg: DictConfig) -> None:
         *_check_at_least("trainer.batch_size", cfg.trainer.batch_size, 1),
         *_check_at_least("trainer.patience", cfg.trainer.patience, 0),
         *_check_at_least("trainer.steps_per_execution", cfg.trainer.steps_per_execution, 1),
+        *_check_at_least("trainer.backup_interval_s", cfg.trainer.backup_interval_s, 0),
         *_check_choice("trainer.monitor", cfg.trainer.monitor, MONITORS),
         *_check_model(cfg.model, cfg.encoder),
         *_check_encoder(cfg.encoder),

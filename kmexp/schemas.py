@@ -357,6 +357,7 @@ class TrainerConfig:
     patience: int = MISSING
     monitor: str = MISSING
     steps_per_execution: int = MISSING
+    backup_interval_s: float = MISSING
 
 
 @dataclass

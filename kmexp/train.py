@@ -60,7 +60,8 @@ log = logging.getLogger(__name__)
 
 MODEL_FILE = "model.keras"
 HISTORY_FILE = "history.csv"
-# The training state after each epoch, so that a rerun into the same run folder resumes; removed once training ends.
+# The training state at epoch ends (every trainer.backup_interval_s), so that a rerun into the same run folder resumes;
+# removed once training ends.
 BACKUP_DIR = "backup"
 # Texts preprocessed (or scored) per call: large enough to amortize each call, small enough to bound memory.
 _PREPROCESS_BATCH = 1024
@@ -147,7 +148,7 @@ def _experiment(cfg: DictConfig, run_dir: Path, logger) -> dict:
     # Model selection looks at dev only; test is scored once, at the end.
     early_stopping = _early_stopping(cfg.trainer, objective)
     # A rerun into this run folder resumes from the backup of the last finished epoch.
-    backup = TrainingBackup(run_dir / BACKUP_DIR, early_stopping)
+    backup = TrainingBackup(run_dir / BACKUP_DIR, early_stopping, cfg.trainer.backup_interval_s)
     callbacks = [
         DevScores(dev_features, dev_targets, loss, metrics),
         StopOnNonFiniteLoss(),  # before the backup: a NaN epoch is never backed up

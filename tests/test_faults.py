@@ -66,7 +66,9 @@ def _kill_mid_training(tmp_path: Path, signum: int) -> tuple[Path, list[str], in
     """Start a run, send ``signum`` after 2 epochs, check what it left; return its folder, args, epochs backed up."""
     data = write_small_data(tmp_path / "data")
     run_dir = tmp_path / "run"
-    common = [*files_overrides(data), "logger=none", "trainer.patience=100000", f"hydra.run.dir={run_dir}"]
+    # A backup after every epoch (the default waits trainer.backup_interval_s between backups).
+    common = [*files_overrides(data), "logger=none", "trainer.patience=100000", "trainer.backup_interval_s=0",
+              f"hydra.run.dir={run_dir}"]
     # Far more epochs than it can run before the signal: it is still training when killed.
     process = _start_run([*common, "trainer.epochs=100000"], cwd=tmp_path)
     try:
@@ -143,13 +145,14 @@ def _network():
     return keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(hidden))
 
 
-def _train(run_dir: Path, optimizer: str, epochs: int, interrupt_at: int | None = None, loss=None):
+def _train(run_dir: Path, optimizer: str, epochs: int, interrupt_at: int | None = None, loss=None,
+           backup_interval_s: float = 0):
     """Train through kmexp.fit with the callbacks train() uses for resuming; return the network and the backup."""
     run_dir.mkdir(parents=True, exist_ok=True)  # train() gets its run folder from Hydra
     features, targets = _problem()
     network = _network()
     early_stopping = keras.callbacks.EarlyStopping(monitor="loss", patience=2, restore_best_weights=True)
-    backup = TrainingBackup(run_dir / "backup", early_stopping)
+    backup = TrainingBackup(run_dir / "backup", early_stopping, backup_interval_s)
     callbacks = [StopOnNonFiniteLoss(), early_stopping, HistoryCSV(run_dir / "history.csv")]
     if interrupt_at is not None:
         callbacks.append(_InterruptAt(interrupt_at))
@@ -180,6 +183,14 @@ def test_a_resumed_fit_ends_exactly_like_an_uninterrupted_one(tmp_path):
     assert not (tmp_path / "resumed" / "backup").exists()
 
 
+def test_backups_wait_for_their_interval_and_a_run_killed_before_the_first_starts_over(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        _train(tmp_path, "adam", epochs=6, interrupt_at=3, backup_interval_s=3600)
+    assert not (tmp_path / "backup" / "latest.json").exists()
+    _, backup = _train(tmp_path, "adam", epochs=6, backup_interval_s=3600)
+    assert backup.resumed_from is None and backup.epochs_done == 6
+
+
 def test_lbfgs_resumes_from_the_backed_up_epoch(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         _train(tmp_path, "lbfgs", epochs=5, interrupt_at=2)
@@ -203,7 +214,7 @@ def test_a_backup_from_another_model_is_refused_in_one_line(tmp_path, change):
     trainer = OmegaConf.create({"epochs": 4, "batch_size": 16, "steps_per_execution": 1})
     with pytest.raises(ConfigError, match="does not fit this model.*delete") as raised:
         fit(other, optimizer, "categorical_crossentropy", features, targets, trainer, 0,
-            [early_stopping, TrainingBackup(tmp_path / "backup", early_stopping)], jit_compile=False)
+            [early_stopping, TrainingBackup(tmp_path / "backup", early_stopping, 0)], jit_compile=False)
     assert "\n" not in str(raised.value)
 
 
