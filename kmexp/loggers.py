@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import os
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from kmexp.errors import KmexpError
@@ -84,7 +86,14 @@ class CSVLogger(NullLogger):
 class WandbLogger(NullLogger):
     """One W&B run per job, its files inside the run folder.
 
-    Offline unless ``mode`` is ``online``. For an offline run, error reporting
+    Offline unless ``mode`` is ``online``. An offline run starts in a background
+    thread while the data loads and the model trains: once TensorFlow is loaded,
+    importing W&B and starting a run takes ~1.3 s (most of it W&B importing its
+    launch module, whose pydantic models scan every loaded module on Python < 3.13),
+    and overlapped it costs the job ~0.5 s (benchmarks/results/overhead.md). Epochs
+    logged before the run is ready are sent, in order, once it is; a start that
+    failed fails the job at the next call. An online run starts in the foreground,
+    so that a missing login fails the job before it trains. For an offline run, error reporting
     is switched off and artifact staging moves into the run folder *only while
     the run lives* (the variables are restored at ``finish``), so nothing leaks
     into a later online run of the same process. ``finish`` also tears down
@@ -119,6 +128,8 @@ class WandbLogger(NullLogger):
         self.quiet = quiet
         self.run = None
         self._started = False
+        self._starting: Future | None = None  # the offline run's start, while it runs in the background
+        self._pending: list[tuple[int, dict]] = []  # epochs logged before the run was ready
         self._scope = contextlib.ExitStack()
 
     @property
@@ -129,20 +140,42 @@ class WandbLogger(NullLogger):
     def start(
         self, config: dict, *, choices: Mapping[str, str], overrides: Sequence[str], group: str | None
     ) -> None:
-        import wandb
-
         self.wandb_dir.mkdir(parents=True, exist_ok=True)
         self._started = True
         self._scope.enter_context(_environment(offline_environment(self.wandb_dir) if self.mode != "online" else {}))
         secrets = Secrets.from_environ()
+        # W&B saves the config, the tags and the command line (its run metadata): all three redacted.
+        start = functools.partial(
+            self._start_run, secrets, secrets.data(config), choices, secrets.data(list(overrides)), group
+        )
+        if self.mode == "online":
+            self.run = start()
+            return
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kmexp-wandb-start")
+        self._starting = pool.submit(start)
+        pool.shutdown(wait=False)  # its one thread ends with the start; the job goes on meanwhile
+
+    def _start_run(self, secrets: Secrets, config: dict, choices: Mapping[str, str], overrides: Sequence[str],
+                   group: str | None):
+        import wandb
+
         try:
-            # W&B saves the config, the tags and the command line (its run metadata): all three redacted.
             with redacted_argv(secrets):
-                self.run = self._init(wandb, secrets.data(config), choices, secrets.data(list(overrides)), group)
+                return self._init(wandb, config, choices, overrides, group)
         except wandb.errors.Error as err:
             # Not logged in, or the server unreachable within init_timeout_s: one line, and the way out.
             raise KmexpError(f"W&B could not start the run (logger.mode={self.mode}): {err} "
                              "(or log offline: logger.mode=offline)") from err
+
+    def _ready(self):
+        """The run, once started (waiting for a background start); epochs logged meanwhile are sent first."""
+        if self._starting is not None:
+            starting, self._starting = self._starting, None
+            self.run = starting.result()  # a failed start raises its error here
+            for epoch, logs in self._pending:
+                self.run.log({"epoch": epoch, **logs}, step=epoch)
+            self._pending.clear()
+        return self.run
 
     def _init(self, wandb, config: dict, choices: Mapping[str, str], overrides: Sequence[str], group: str | None):
         return wandb.init(
@@ -165,15 +198,19 @@ class WandbLogger(NullLogger):
         )
 
     def log_epoch(self, epoch: int, logs: dict) -> None:
-        self.run.log({"epoch": epoch, **logs}, step=epoch)
+        if self._starting is not None and not self._starting.done():
+            self._pending.append((epoch, dict(logs)))  # training does not wait for W&B
+            return
+        self._ready().log({"epoch": epoch, **logs}, step=epoch)
 
     def log_summary(self, metrics: dict) -> None:
-        self.run.summary.update(metrics)
+        self._ready().summary.update(metrics)
 
     def log_evaluation(self, labels: Sequence[str], reports: Mapping[str, dict], model_path: Path) -> None:
         """Per-class tables and confusion-matrix plots for each split, then the model if asked for."""
         import wandb
 
+        self._ready()
         media = {}
         for split, report in reports.items():
             rows = [[row[column] for column in _PER_CLASS_COLUMNS] for row in per_class_rows(labels, report)]
@@ -198,6 +235,11 @@ class WandbLogger(NullLogger):
     def finish(self, status: str) -> None:
         """Close the run (exit code 1 unless it completed) and restore what ``start`` changed."""
         with self._scope:  # closed last, whatever fails before
+            if self._starting is not None:
+                # Wait for a background start, so its run is closed too. The job already failed or was
+                # stopped if it never called log_summary: that error is the one to report, not W&B's.
+                with contextlib.suppress(Exception):
+                    self._ready()
             if self.run is not None:
                 self.run.finish(exit_code=0 if status == "completed" else 1)
                 self.run = None

@@ -239,6 +239,37 @@ def test_online_without_login_fails_the_job_in_one_line(small_data, tmp_path, lo
     assert {name: os.environ.get(name) for name in OFFLINE_VARIABLES} == before
 
 
+def test_epochs_logged_while_the_offline_run_starts_arrive_in_order(tmp_path, monkeypatch):
+    # The offline run starts in a background thread; the first epochs usually end before it is ready.
+    from kmexp.loggers import WandbLogger
+
+    monkeypatch.setenv("WANDB_BASE_URL", DEAD_URL)
+    logger = WandbLogger(str(tmp_path), project="kmexp-test", entity=None, mode="offline", job_type="train",
+                         tag_groups=[], log_model=False, init_timeout_s=30, system_metrics=False, console="off",
+                         quiet=True)
+    logger.start({"seed": 0}, choices={}, overrides=[], group=None)
+    for epoch in range(1, 6):
+        logger.log_epoch(epoch, {"loss": 1.0 / epoch})
+    logger.log_summary({"objective": 0.5})
+    logger.finish("completed")
+    (run,) = (tmp_path / "wandb").glob("offline-run-*")
+    records = [json.loads(line) for line in leet("--json", str(run)).splitlines() if line.strip()]
+    history = [record["history"]["item"] for record in records if record["type"] == "history"]
+    assert [item["epoch"] for item in history] == [1, 2, 3, 4, 5]
+    assert [item["loss"] for item in history] == [1.0, 0.5, 1.0 / 3, 0.25, 0.2]
+    summary = json.loads(leet("--summary", "--json", str(run)))
+    assert summary["state"] == "finished" and summary["summary"]["objective"] == 0.5
+
+
+def test_an_offline_run_that_cannot_start_fails_the_job_in_one_line(small_data, tmp_path):
+    overrides = [*files_overrides(small_data), "logger.project=not/allowed", "trainer.epochs=2"]
+    cfg, choices = compose_job(overrides)
+    with pytest.raises(KmexpError, match=r"W&B could not start the run.*Invalid project name"):
+        train(cfg, tmp_path / "job", overrides, choices=choices)
+    metrics = json.loads((tmp_path / "job" / "metrics.json").read_text())
+    assert metrics["status"] == "failed" and "Invalid project name" in metrics["error"] and "\n" not in metrics["error"]
+
+
 @pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace to watch the job's connections")
 def test_an_offline_job_opens_no_network_connection(small_data, tmp_path):
     """The whole CLI job, W&B's service included, under strace: only local (AF_UNIX) sockets."""
