@@ -1,15 +1,17 @@
 """Per-job overhead: ``python -m kmexp language=X`` against the same job written in plain Keras.
 
-Three programs train the same model on the same data, each as a fresh process,
+Four programs train the same model on the same data, each as a fresh process,
 taking turns (the order rotates every repeat, so neither always runs on a warmer
 disk cache or a quieter machine), and the medians are compared:
 
 - ``plain``: ``benchmarks/plain_keras.py``, the modelling work only (features,
   linear head, Adam, early stopping on the dev loss, save, score dev and test);
+- ``plain + W&B``: the same with ``--wandb``: an offline W&B run started by hand
+  after the imports, per-epoch logs and a summary (what W&B costs without kmexp);
 - ``kmexp``: the default run, ``python -m kmexp language=X``: Hydra composition
   and its run folder, config checks, the W&B offline run (``logger=wandb``, the
   default: init, per-epoch logs, tables and confusion matrices, finish),
-  ``metrics.json``, ``history.csv``, the per-epoch backup, save, evaluation;
+  ``metrics.json``, ``history.csv``, the backup (none in a job shorter than trainer.backup_interval_s), save, evaluation;
 - ``kmexp logger=none``: the same without W&B, to show what the logger costs.
 
 Two times per run: the whole process (subprocess wall time: interpreter start,
@@ -45,7 +47,8 @@ from omegaconf import OmegaConf
 HERE = Path(__file__).resolve().parent
 CONF = HERE.parent / "conf"
 
-VARIANTS = ["plain", "kmexp", "kmexp logger=none"]
+VARIANTS = ["plain", "plain + W&B", "kmexp", "kmexp logger=none"]
+KMEXP_VARIANTS = [variant for variant in VARIANTS if variant.startswith("kmexp")]
 
 
 def language(tag: str) -> tuple[str, str]:
@@ -57,8 +60,10 @@ def language(tag: str) -> tuple[str, str]:
 def run_once(variant: str, tag: str, out: Path) -> dict:
     """One fresh process: its wall time, its time after imports, and the scores it reports."""
     code, locale = language(tag)
-    if variant == "plain":
+    if variant.startswith("plain"):
         command = [sys.executable, str(HERE / "plain_keras.py"), "--code", code, "--locale", locale, "--out", str(out)]
+        if variant == "plain + W&B":
+            command.append("--wandb")
     else:
         command = [sys.executable, str(HERE / "timed_kmexp.py"), f"language={tag}", f"hydra.run.dir={out}",
                    *variant.split()[1:]]
@@ -70,7 +75,7 @@ def run_once(variant: str, tag: str, out: Path) -> dict:
     if done.returncode != 0:
         raise SystemExit(f"{variant} failed:\n{done.stderr[-3000:]}")
     last = json.loads(done.stdout.strip().splitlines()[-1])
-    if variant == "plain":
+    if variant.startswith("plain"):
         after_imports, parts = last["seconds"], {}
         epochs, test = last["epochs_run"], last["test"]["accuracy"]
     else:
@@ -93,8 +98,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for repeat in range(args.repeats):
             for tag in args.languages:
-                # Rotate the order each repeat: plain first, then kmexp first, then kmexp logger=none first.
-                order = VARIANTS[repeat % 3:] + VARIANTS[:repeat % 3]
+                # Rotate the order each repeat, so that no program always runs first.
+                order = VARIANTS[repeat % len(VARIANTS):] + VARIANTS[:repeat % len(VARIANTS)]
                 for variant in order:
                     out = Path(tmp) / f"{tag}-{variant.replace(' ', '-').replace('=', '-')}-{repeat}"
                     result = run_once(variant, tag, out)
@@ -123,34 +128,37 @@ def report(runs: dict, args, load_start: tuple, load_end: tuple, seconds: float)
         f"{seconds:.0f} s in all.",
         "",
         f"Medians of {args.repeats} fresh processes per program and language, taking turns. "
-        "`plain`: benchmarks/plain_keras.py; `kmexp`: `python -m kmexp language=X` (default config, W&B offline); "
-        "ratios are kmexp / plain.",
+        "`plain`: benchmarks/plain_keras.py; `plain + W&B`: the same with `--wandb` (an offline W&B run, by hand); "
+        "`kmexp`: `python -m kmexp language=X` (default config, W&B offline). Ratios are to `plain`, and, whole "
+        "process, to `plain + W&B`.",
         "",
-        "| language | program | whole process s | ratio | after imports s | ratio | epochs | test acc |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| language | program | whole process s | ratio | ratio to plain + W&B | after imports s | ratio | epochs "
+        "| test acc |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for tag in args.languages:
         base_wall, base_after = median(tag, "plain", "wall"), median(tag, "plain", "after_imports")
+        wandb_wall = median(tag, "plain + W&B", "wall")
         for variant in VARIANTS:
             wall, after = median(tag, variant, "wall"), median(tag, variant, "after_imports")
             epochs = sorted({r["epochs"] for r in runs[tag, variant]})
             test = sorted({round(100 * r["test"], 1) for r in runs[tag, variant]})
             lines.append(
-                f"| {tag} | {variant} | {wall:.2f} | {wall / base_wall:.3f} | {after:.2f} | {after / base_after:.3f} "
-                f"| {'/'.join(map(str, epochs))} | {'/'.join(map(str, test))} |"
+                f"| {tag} | {variant} | {wall:.2f} | {wall / base_wall:.3f} | {wall / wandb_wall:.3f} | {after:.2f} "
+                f"| {after / base_after:.3f} | {'/'.join(map(str, epochs))} | {'/'.join(map(str, test))} |"
             )
     lines += [
         "",
         "Where kmexp's time goes after imports (median seconds; `train()` and the fit include the modelling work "
         "that plain Keras does too, the other rows are kmexp's own):",
         "",
-        "| language | part | " + " | ".join(VARIANTS[1:]) + " |",
-        "|---|---|" + "---:|" * len(VARIANTS[1:]),
+        "| language | part | " + " | ".join(KMEXP_VARIANTS) + " |",
+        "|---|---|" + "---:|" * len(KMEXP_VARIANTS),
     ]
     for tag in args.languages:
-        names = list(dict.fromkeys(name for v in VARIANTS[1:] for r in runs[tag, v] for name in r["parts"]))
+        names = list(dict.fromkeys(name for v in KMEXP_VARIANTS for r in runs[tag, v] for name in r["parts"]))
         for name in names:
-            cells = [statistics.median(r["parts"].get(name, 0.0) for r in runs[tag, v]) for v in VARIANTS[1:]]
+            cells = [statistics.median(r["parts"].get(name, 0.0) for r in runs[tag, v]) for v in KMEXP_VARIANTS]
             lines.append(f"| {tag} | {name} | " + " | ".join(f"{c:.3f}" for c in cells) + " |")
     lines += ["", "Every run (seconds, whole process / after imports):", ""]
     for (tag, variant), results in runs.items():

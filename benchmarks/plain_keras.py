@@ -8,7 +8,14 @@ execution, up to 40 epochs with early stopping on the dev loss (patience 5,
 best weights restored), save the end-to-end model, score dev and test.
 No config system, no logger, no metrics file, no backups.
 
+With ``--wandb`` it also logs to W&B offline as a hand-written script would: a
+run started after the imports (offline, no console capture, no system metrics,
+error reporting off, as kmexp's default), the loss and dev loss of each epoch,
+the dev and test accuracy in the summary, then finish. That measures what W&B
+itself costs, apart from kmexp.
+
     KMEXP_DATA_DIR=../shared/sib200 python benchmarks/plain_keras.py --code fra_Latn --out /tmp/plain
+    KMEXP_DATA_DIR=../shared/sib200 python benchmarks/plain_keras.py --code fra_Latn --out /tmp/plain --wandb
 
 The last line printed is JSON: seconds after imports, epochs run, dev and test accuracy.
 """
@@ -62,13 +69,25 @@ class DevLoss(keras.callbacks.Callback):
         logs["val_loss"] = float(self.model.loss(self.targets, logits))
 
 
+def start_wandb(out: Path):
+    """An offline W&B run in ``out``, with kmexp's default settings (conf/logger/wandb.yaml)."""
+    import wandb
+
+    os.environ["WANDB_ERROR_REPORTING"] = "false"
+    out.mkdir(parents=True, exist_ok=True)
+    settings = wandb.Settings(x_disable_stats=True, console="off", silent=True)
+    return wandb.init(project="kmexp-plain", dir=str(out), mode="offline", settings=settings)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--code", default="fra_Latn", help="SIB-200 code")
     parser.add_argument("--locale", default="fr", help="casing locale (kmexp's language.tag)")
     parser.add_argument("--out", type=Path, required=True, help="folder for model.keras")
+    parser.add_argument("--wandb", action="store_true", help="log to W&B offline too")
     args = parser.parse_args()
     started = time.perf_counter()
+    run = start_wandb(args.out) if args.wandb else None
     keras.utils.set_random_seed(0)
     tf.config.experimental.enable_op_determinism()  # as kmexp does on a CPU: same seed, same numbers
 
@@ -102,7 +121,10 @@ def main() -> None:
         .shuffle(len(y_train), seed=0, reshuffle_each_iteration=True).batch(64).prefetch(tf.data.AUTOTUNE)
     )
     stopping = keras.callbacks.EarlyStopping(monitor="val_loss", patience=5, restore_best_weights=True)
-    history = head.fit(train, epochs=40, verbose=0, shuffle=False, callbacks=[DevLoss(x_dev, y_dev), stopping])
+    callbacks = [DevLoss(x_dev, y_dev), stopping]
+    if run is not None:
+        callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: run.log(logs, step=epoch)))
+    history = head.fit(train, epochs=40, verbose=0, shuffle=False, callbacks=callbacks)
 
     texts_in = keras.Input(shape=(), dtype="string")
     model = keras.Model(texts_in, keras.layers.Softmax()(head(featurizer(texts_in))))
@@ -113,6 +135,9 @@ def main() -> None:
         predicted = model(tf.constant(texts[name]), training=False).numpy().argmax(1)
         scores[name] = {"accuracy": float(np.mean(predicted == y[name])),
                         "macro_f1": macro_f1(y[name], predicted, len(labels))}
+    if run is not None:
+        run.summary.update({f"{name}/accuracy": score["accuracy"] for name, score in scores.items()})
+        run.finish()
     print(json.dumps({"seconds": round(time.perf_counter() - started, 3),
                       "epochs_run": len(history.history["loss"]), **scores}))
 

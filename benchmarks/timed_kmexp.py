@@ -3,7 +3,7 @@
 Runs exactly what ``python -m kmexp`` runs (``kmexp.cli.main``), with timers
 wrapped around the parts that plain Keras would not do: Hydra's two compositions
 (one to learn the run mode, one for the run), the W&B logger's calls, the
-per-epoch backup, ``history.csv``, the progress lines, the provenance records,
+backup, ``history.csv``, the progress lines, the provenance records,
 config checks, and the callback that redacts Hydra's saved files. The last line
 printed is JSON: ``seconds_after_imports`` and the seconds of each part.
 
@@ -49,8 +49,8 @@ timed(kmexp.cli, "train", "train()")  # cli.py imported train by name
 timed(kmexp.train, "fit", "train(): model fit, callbacks inside")
 for method in ("start", "log_epoch", "log_summary", "log_evaluation", "finish"):
     timed(loggers.WandbLogger, method, f"logger: W&B {method}")
-timed(fit.TrainingBackup, "on_epoch_end", "callbacks: per-epoch backup")
-timed(fit.TrainingBackup, "on_train_end", "callbacks: per-epoch backup")
+timed(fit.TrainingBackup, "on_epoch_end", "callbacks: backup (every trainer.backup_interval_s)")
+timed(fit.TrainingBackup, "on_train_end", "callbacks: backup (every trainer.backup_interval_s)")
 timed(fit.HistoryCSV, "on_epoch_end", "callbacks: history.csv")
 timed(fit.EpochLogger, "on_epoch_end", "callbacks: progress lines (W&B log_epoch inside)")
 timed(fit.DevScores, "on_epoch_end", "callbacks: dev scores (plain Keras does the same)")
