@@ -145,9 +145,8 @@ class WandbLogger(NullLogger):
         self._scope.enter_context(_environment(offline_environment(self.wandb_dir) if self.mode != "online" else {}))
         secrets = Secrets.from_environ()
         # W&B saves the config, the tags and the command line (its run metadata): all three redacted.
-        start = functools.partial(
-            self._start_run, secrets, secrets.data(config), choices, secrets.data(list(overrides)), group
-        )
+        config, overrides = secrets.data(config), secrets.data(list(overrides))
+        start = functools.partial(self._init, secrets, config, choices, overrides, group)
         if self.mode == "online":
             self.run = start()
             return
@@ -155,53 +154,49 @@ class WandbLogger(NullLogger):
         self._starting = pool.submit(start)
         pool.shutdown(wait=False)  # its one thread ends with the start; the job goes on meanwhile
 
-    def _start_run(self, secrets: Secrets, config: dict, choices: Mapping[str, str], overrides: Sequence[str],
-                   group: str | None):
+    def _init(self, secrets: Secrets, config: dict, choices: Mapping[str, str], overrides: Sequence[str],
+              group: str | None):
         import wandb
 
         try:
             with redacted_argv(secrets):
-                return self._init(wandb, config, choices, overrides, group)
+                return wandb.init(
+                    project=self.project,
+                    entity=self.entity,
+                    dir=str(self.run_dir),
+                    mode=self.mode,
+                    group=group,
+                    job_type=self.job_type,
+                    # The options picked go in the config too, so W&B can filter and plot by them.
+                    config={**config, "choices": dict(choices)},
+                    tags=run_tags(choices, overrides, self.tag_groups),
+                    reinit="finish_previous",
+                    settings=wandb.Settings(
+                        init_timeout=self.init_timeout_s,
+                        x_disable_stats=not self.system_metrics,
+                        console=self.console,
+                        silent=self.quiet,
+                    ),
+                )
         except wandb.errors.Error as err:
             # Not logged in, or the server unreachable within init_timeout_s: one line, and the way out.
             raise KmexpError(f"W&B could not start the run (logger.mode={self.mode}): {err} "
                              "(or log offline: logger.mode=offline)") from err
 
     def _ready(self):
-        """The run, once started (waiting for a background start); epochs logged meanwhile are sent first."""
+        """The run, once started (waiting for a background start), with the epochs logged so far sent to it."""
         if self._starting is not None:
             starting, self._starting = self._starting, None
             self.run = starting.result()  # a failed start raises its error here
-            for epoch, logs in self._pending:
-                self.run.log({"epoch": epoch, **logs}, step=epoch)
-            self._pending.clear()
+        for epoch, logs in self._pending:
+            self.run.log({"epoch": epoch, **logs}, step=epoch)
+        self._pending.clear()
         return self.run
 
-    def _init(self, wandb, config: dict, choices: Mapping[str, str], overrides: Sequence[str], group: str | None):
-        return wandb.init(
-            project=self.project,
-            entity=self.entity,
-            dir=str(self.run_dir),
-            mode=self.mode,
-            group=group,
-            job_type=self.job_type,
-            # The options picked go in the config too, so W&B can filter and plot by them.
-            config={**config, "choices": dict(choices)},
-            tags=run_tags(choices, overrides, self.tag_groups),
-            reinit="finish_previous",
-            settings=wandb.Settings(
-                init_timeout=self.init_timeout_s,
-                x_disable_stats=not self.system_metrics,
-                console=self.console,
-                silent=self.quiet,
-            ),
-        )
-
     def log_epoch(self, epoch: int, logs: dict) -> None:
-        if self._starting is not None and not self._starting.done():
-            self._pending.append((epoch, dict(logs)))  # training does not wait for W&B
-            return
-        self._ready().log({"epoch": epoch, **logs}, step=epoch)
+        self._pending.append((epoch, dict(logs)))
+        if self._starting is None or self._starting.done():  # training does not wait for W&B to start
+            self._ready()
 
     def log_summary(self, metrics: dict) -> None:
         self._ready().summary.update(metrics)

@@ -219,6 +219,7 @@ def test_sweep_preset_and_hydra_block_still_compose():
         (["trainer.epochs=0"], "trainer.epochs=0 is not allowed; it must be >= 1"),
         (["trainer.patience=-1"], "trainer.patience=-1"),
         (["trainer.steps_per_execution=0"], "trainer.steps_per_execution=0"),
+        (["trainer.backup_interval_s=-1"], "trainer.backup_interval_s=-1.0 is not allowed; it must be >= 0"),
         (["trainer.monitor=accuracy"], "trainer.monitor=accuracy is not allowed; it must be one of objective, loss"),
         (["encoder.preprocessor.ngram_range=[0,2]"], "encoder.preprocessor.ngram_range=[0, 2] is not allowed"),
         (["encoder.preprocessor.ngram_range=[3,2]"], "encoder.preprocessor.ngram_range=[3, 2]"),
