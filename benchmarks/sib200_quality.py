@@ -1,13 +1,15 @@
 """Quality and speed on SIB-200: kmexp's config against the scikit-learn reference, in one run.
 
 For each language, trains kmexp (the default config plus any overrides given)
-and the reference char n-gram SVM from ``../shared/reference/sklearn_char_svm.py``
-on the same machine, and writes a markdown table: test accuracy of each, the
-difference, and seconds for each (fit plus evaluate, after imports).
+and the reference, a scikit-learn character n-gram SVM (char_wb 1-5-gram
+sublinear TF-IDF + LinearSVC(C=0.5), ``benchmarks/reference_svm.py``), on the
+same machine, and writes a markdown table: test accuracy of each, the
+difference, and seconds for each (fit plus evaluate, after imports). Reads
+SIB-200 from ``KMEXP_DATA_DIR``.
 
-    KMEXP_DATA_DIR=../shared/sib200 python benchmarks/sib200_quality.py            # the 26 presets
-    KMEXP_DATA_DIR=../shared/sib200 python benchmarks/sib200_quality.py --all      # all 205
-    python benchmarks/sib200_quality.py --languages fr zh -- encoder=onehot        # overrides after --
+    KMEXP_DATA_DIR=/path/to/sib200 python benchmarks/sib200_quality.py            # the 26 presets
+    KMEXP_DATA_DIR=/path/to/sib200 python benchmarks/sib200_quality.py --all      # all 205
+    KMEXP_DATA_DIR=/path/to/sib200 python benchmarks/sib200_quality.py --languages fr zh -- encoder=onehot   # overrides after --
 """
 
 from __future__ import annotations
@@ -21,17 +23,14 @@ import time
 from pathlib import Path
 
 import keras
-import pandas as pd
 from hydra import compose, initialize_config_dir
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.metrics import accuracy_score
-from sklearn.pipeline import make_pipeline
-from sklearn.svm import LinearSVC
 
 from kmexp.config import register_configs
 from kmexp.data import sib200_codes
 from kmexp.paths import config_dir, group_options
 from kmexp.train import train
+
+from reference_svm import reference_run  # benchmarks/reference_svm.py: benchmarks run as scripts, this folder is on sys.path
 
 HERE = Path(__file__).resolve().parent
 
@@ -46,20 +45,8 @@ def kmexp_run(language: list[str], overrides: list[str], run_dir: Path) -> tuple
         cfg = compose("config", overrides=[*language, "logger=none", *overrides])
     keras.backend.clear_session()  # each language starts from a clean Keras state
     started = time.perf_counter()
-    metrics = train(cfg, run_dir, overrides)
-    return metrics["dev"]["accuracy"], metrics["test"]["accuracy"], time.perf_counter() - started
-
-
-def reference_run(root: Path, code: str) -> tuple[float, float]:
-    """The reference: TF-IDF over char_wb 1-5-grams + LinearSVC(C=0.5), as in shared/reference."""
-    train_df = pd.read_csv(root / code / "train.tsv", sep="\t")
-    test_df = pd.read_csv(root / code / "test.tsv", sep="\t")
-    started = time.perf_counter()
-    model = make_pipeline(
-        TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 5), sublinear_tf=True), LinearSVC(C=0.5)
-    ).fit(train_df.text, train_df.category)
-    accuracy = accuracy_score(test_df.category, model.predict(test_df.text))
-    return accuracy, time.perf_counter() - started
+    record = train(cfg, run_dir, overrides)
+    return record.dev["accuracy"], record.test["accuracy"], time.perf_counter() - started
 
 
 def main() -> None:

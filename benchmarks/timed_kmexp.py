@@ -22,8 +22,10 @@ import time
 from hydra._internal.hydra import Hydra
 
 import kmexp.cli
+import kmexp.experiment
 import kmexp.train
-from kmexp import fit, loggers, sweep
+from kmexp import loggers, runs, sweep
+from kmexp.training import callbacks, resume
 
 seconds: dict[str, float] = collections.defaultdict(float)
 
@@ -46,17 +48,18 @@ def timed(owner, name: str, label: str) -> None:
 timed(Hydra, "get_mode", "hydra: compose to find the run mode")
 timed(Hydra, "run", "hydra: compose and run (job inside)")
 timed(kmexp.cli, "train", "train()")  # cli.py imported train by name
-timed(kmexp.train, "fit", "train(): model fit, callbacks inside")
+timed(kmexp.experiment, "fit", "train(): model fit, callbacks inside")
 for method in ("start", "log_epoch", "log_summary", "log_evaluation", "finish"):
     timed(loggers.WandbLogger, method, f"logger: W&B {method}")
-timed(fit.TrainingBackup, "on_epoch_end", "callbacks: backup (every trainer.backup_interval_s)")
-timed(fit.TrainingBackup, "on_train_end", "callbacks: backup (every trainer.backup_interval_s)")
-timed(fit.HistoryCSV, "on_epoch_end", "callbacks: history.csv")
-timed(fit.EpochLogger, "on_epoch_end", "callbacks: progress lines (W&B log_epoch inside)")
-timed(fit.DevScores, "on_epoch_end", "callbacks: dev scores (plain Keras does the same)")
-for name in ("git_commit", "versions", "write_json", "validate"):
+timed(resume.TrainingBackup, "on_epoch_end", "callbacks: backup (every trainer.backup_interval_s)")
+timed(resume.TrainingBackup, "on_train_end", "callbacks: backup (every trainer.backup_interval_s)")
+timed(callbacks.HistoryCSV, "on_epoch_end", "callbacks: history.csv")
+timed(callbacks.EpochLogger, "on_epoch_end", "callbacks: progress lines (W&B log_epoch inside)")
+timed(callbacks.DevScores, "on_epoch_end", "callbacks: dev scores (plain Keras does the same)")
+for name in ("git_commit", "versions", "validate"):
     # train.py imported these by name: wrap the names it calls.
     timed(kmexp.train, name, "records and checks: git, versions, metrics.json, validate")
+timed(runs.RunRecord, "write", "records and checks: git, versions, metrics.json, validate")
 timed(sweep.SweepCallback, "on_job_start", "hydra callback: redact saved configs")
 
 started = time.perf_counter()

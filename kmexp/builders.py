@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import keras
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+if TYPE_CHECKING:  # the builders that make Keras objects import Keras through instantiate, when called
+    import keras
 
 
 def build_data(cfg: DictConfig):
@@ -62,40 +64,10 @@ def build_network(
     features: keras.KerasTensor,
     n_labels: int,
 ) -> keras.Model:
-    """The trainable network: features (or ids) -> [embedder] -> hidden layers -> one score per label.
+    """The trainable network (``kmexp.network.build``) that ``cfg`` (the ``model`` subtree) describes."""
+    from kmexp import network
 
-    ``cfg`` is the ``model`` subtree; ``features`` describes the preprocessor's
-    output (shape, dtype, sparse). The network returns logits, which every loss
-    takes; the exported model turns them into probabilities. The output layer
-    computes in float32 so that scores stay exact under mixed precision.
-    """
-    regularizer = keras.regularizers.L2(cfg.l2) if cfg.l2 > 0 else None
-    layers: list[keras.layers.Layer] = [
-        keras.Input(shape=features.shape[1:], dtype=features.dtype, sparse=features.sparse)
-    ]
-    if embedder is not None:
-        layers.append(embedder)
-    # Dropout goes before every Dense layer, except on sparse bag features: Keras' Dropout takes
-    # dense tensors only, so there the first layer sees the whole input.
-    dense_input = embedder is not None or not features.sparse
-    for i, units in enumerate(cfg.hidden_units):
-        if cfg.dropout > 0 and (i > 0 or dense_input):
-            layers.append(keras.layers.Dropout(cfg.dropout))
-        layers.append(keras.layers.Dense(units, kernel_regularizer=regularizer))
-        layers.append(build_activation(activation_cfg))
-    if cfg.dropout > 0 and (len(cfg.hidden_units) > 0 or dense_input):
-        layers.append(keras.layers.Dropout(cfg.dropout))
-    layers.append(keras.layers.Dense(n_labels, kernel_regularizer=regularizer, dtype="float32", name="logits"))
-    return keras.Sequential(layers, name="network")
-
-
-def export_model(preprocessor: keras.layers.Layer, network: keras.Model) -> keras.Model:
-    """The end-to-end model: raw strings in, label probabilities out."""
-    texts = keras.Input(shape=(), dtype="string", name="text")
-    probabilities = keras.layers.Softmax(dtype="float32", name="probabilities")(network(preprocessor(texts)))
-    return keras.Model(texts, probabilities, name="kmexp_text_classifier")
-
-
-def plain(cfg: DictConfig) -> dict:
-    """A resolved, plain-Python copy of a config, for logs and metrics files."""
-    return OmegaConf.to_container(cfg, resolve=True)
+    return network.build(
+        features, embedder, n_labels, hidden_units=list(cfg.hidden_units), dropout=cfg.dropout, l2=cfg.l2,
+        activation=lambda: build_activation(activation_cfg),
+    )

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import NoReturn
 
 import hydra
-import keras
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException, MissingConfigException, OverrideParseException
 from hydra.types import RunMode
@@ -35,14 +34,10 @@ from omegaconf.errors import OmegaConfBaseException
 from kmexp.config import register_configs
 from kmexp.errors import KmexpError
 from kmexp.paths import config_dir
-from kmexp.report import summary_table
+from kmexp.report.summary import summary_table
+from kmexp.runs import completed_record, experiment_overrides, keep_completed
 from kmexp.secrets import Secrets, redact_log_records
-from kmexp.sweep import (
-    completed_record,
-    experiment_overrides,
-    keep_completed,
-    sweep_group,
-)
+from kmexp.sweep import sweep_group
 from kmexp.train import train
 
 log = logging.getLogger("kmexp")
@@ -59,12 +54,12 @@ def run(cfg: DictConfig) -> float:
     if hydra_cfg.mode == RunMode.MULTIRUN:
         return _sweep_job(cfg, hydra_cfg, run_dir, overrides)
     try:
-        metrics = train(cfg, run_dir, overrides, choices=_choices(hydra_cfg))
+        record = train(cfg, run_dir, overrides, choices=_choices(hydra_cfg))
     except Exception as err:
         log.error("%s", error_line(err))  # into kmexp.log too
         raise RunFailed(err) from err
-    print(Secrets.from_environ().text(summary_table(metrics)))
-    return metrics["objective"]["value"]
+    print(Secrets.from_environ().text(summary_table(record)))
+    return record.objective.value
 
 
 def _sweep_job(cfg: DictConfig, hydra_cfg: DictConfig, run_dir: Path, overrides: list[str]) -> float | None:
@@ -73,13 +68,11 @@ def _sweep_job(cfg: DictConfig, hydra_cfg: DictConfig, run_dir: Path, overrides:
         earlier = completed_record(run_dir, overrides)
         if earlier is not None:
             keep_completed(run_dir, earlier)
-            return earlier["objective"]["value"]
+            return earlier.objective.value
     # A sweep runs many jobs in one process (basic launcher, a joblib worker, optuna): each starts from a
-    # blank Keras state (layer-name counters, global settings), as a single run does. train() itself frees
-    # what TensorFlow would keep of the last job (benchmarks/results/sweep_memory.md).
-    keras.backend.clear_session()
+    # blank Keras state, and frees what TensorFlow would keep of it (benchmarks/results/sweep_memory.md).
     try:
-        metrics = train(
+        record = train(
             cfg, run_dir, overrides, choices=_choices(hydra_cfg), group=sweep_group(Path(hydra_cfg.sweep.dir))
         )
     except Exception as err:  # noqa: BLE001 - any failure of one job is recorded; Ctrl-C still stops the sweep
@@ -87,8 +80,8 @@ def _sweep_job(cfg: DictConfig, hydra_cfg: DictConfig, run_dir: Path, overrides:
         # Not NaN: hydra-optuna-sweeper 1.3 tells optuna 2.10 a NaN trial FAILed *with* its value, which
         # optuna refuses, ending the search. A value that is not a number is marked FAIL cleanly.
         return None
-    print(Secrets.from_environ().text(summary_table(metrics)))
-    return metrics["objective"]["value"]
+    print(Secrets.from_environ().text(summary_table(record)))
+    return record.objective.value
 
 
 def _choices(hydra_cfg: DictConfig) -> dict[str, str]:
@@ -119,7 +112,7 @@ def main() -> None:
             run()
     except RunFailed as failed:
         _exit_with(failed.error, show_traceback)
-    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (kmexp.fit.Terminated): train() recorded it
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (kmexp.training.signals.Terminated): train() recorded it
         _exit_interrupted(stop)
     except Exception as err:  # raised by Hydra itself: composing the config, parsing an override
         _exit_with(err, show_traceback)

@@ -23,16 +23,11 @@ import keras
 import tensorflow as tf
 from omegaconf import DictConfig
 
+from kmexp.config.validation import DISTRIBUTED_KINDS, KINDS, PRECISIONS
 from kmexp.errors import ConfigError, DeviceError
 
 log = logging.getLogger(__name__)
 
-KINDS = ("auto", "cpu", "gpu", "multi_gpu", "multi_worker", "tpu")
-# The kinds that train one model on several replicas, each taking a share of every batch.
-DISTRIBUTED_KINDS = ("multi_gpu", "multi_worker", "tpu")
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
-# device=multi_gpu: how the replicas sum their gradients (tf.distribute cross-device ops).
-ALL_REDUCES = ("auto", "nccl", "hierarchical_copy", "reduction_to_one")
 # The environment variable MultiWorkerMirroredStrategy reads the cluster from.
 TF_CONFIG = "TF_CONFIG"
 TF_CONFIG_FORMAT = (

@@ -13,8 +13,6 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
-from omegaconf import OmegaConf
-
 from kmexp.errors import ConfigError
 
 # Scripts written without spaces between words: whitespace tokenisation would
@@ -25,13 +23,6 @@ NO_SPACE_SCRIPTS: frozenset[str] = frozenset(
 
 # Scripts written right to left.
 RTL_SCRIPTS: frozenset[str] = frozenset({"Arab", "Hebr", "Thaa", "Syrc", "Nkoo", "Adlm"})
-
-# Resolver names used by conf/language/generic.yaml, as `${kmexp.script:${.code}}` etc.,
-# and by conf/language/multi.yaml on a list of codes.
-RESOLVER_NAMES: tuple[str, ...] = (
-    "kmexp.script", "kmexp.spaces", "kmexp.direction",
-    "kmexp.shared_script", "kmexp.all_spaces", "kmexp.shared_direction",
-)
 
 # `language.codes=all` / `eval_languages=all`: every SIB-200 language.
 ALL_CODES = "all"
@@ -61,20 +52,6 @@ def uses_spaces(code: str) -> bool:
 def direction_of(code: str) -> str:
     """Writing direction of the code's script: "rtl" or "ltr"."""
     return "rtl" if script_of(code) in RTL_SCRIPTS else "ltr"
-
-
-def register_resolvers() -> None:
-    """Register the `kmexp.*` resolvers used by conf/language/generic.yaml.
-
-    replace=True makes this idempotent: the CLI, tests and notebooks can all call
-    it without tracking whether it already ran in this process.
-    """
-    OmegaConf.register_new_resolver("kmexp.script", script_of, replace=True)
-    OmegaConf.register_new_resolver("kmexp.spaces", uses_spaces, replace=True)
-    OmegaConf.register_new_resolver("kmexp.direction", direction_of, replace=True)
-    OmegaConf.register_new_resolver("kmexp.shared_script", shared_script, replace=True)
-    OmegaConf.register_new_resolver("kmexp.all_spaces", all_use_spaces, replace=True)
-    OmegaConf.register_new_resolver("kmexp.shared_direction", shared_direction, replace=True)
 
 
 def _scripts(codes: Iterable[str]) -> set[str]:

@@ -15,9 +15,9 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
+from kmexp.config.validation import AVERAGES
 from kmexp.errors import ConfigError
 
-AVERAGES: tuple[str, ...] = ("macro", "weighted", "micro")
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_labels: int) -> np.ndarray:

@@ -47,6 +47,8 @@ from itertools import islice
 from pathlib import Path
 from typing import NoReturn
 
+from kmexp.runs import METRICS_FILE, MODEL_FILE, RecordError, RunRecord
+
 PROG = "kmexp-predict"
 EXIT_USAGE = 2
 
@@ -101,31 +103,27 @@ def check_run_dir(run_dir: Path) -> Path:
         raise UsageError(f"RUN_DIR not found: {run_dir}")
     if not run_dir.is_dir():
         raise UsageError(f"RUN_DIR is not a folder: {run_dir}; it must be a kmexp run folder")
-    model_path = run_dir / "model.keras"
+    model_path = run_dir / MODEL_FILE
     if not model_path.is_file():
-        raise UsageError(f"model.keras not found in {run_dir}; RUN_DIR must be a kmexp run folder{_failed_run_note(run_dir)}")
+        raise UsageError(f"{MODEL_FILE} not found in {run_dir}; RUN_DIR must be a kmexp run folder{_failed_run_note(run_dir)}")
     return model_path
 
 
 def _failed_run_note(run_dir: Path) -> str:
     """A hint when metrics.json says the run did not complete (so it saved no model)."""
-    try:
-        status = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8")).get("status")
-    except (OSError, ValueError, AttributeError):
-        return ""
-    return f" (its metrics.json has status={status!r})" if status and status != "completed" else ""
+    record = RunRecord.find(run_dir)
+    return f" (its {METRICS_FILE} has status={record.status!r})" if record is not None and not record.completed else ""
 
 
 def read_labels(run_dir: Path) -> list[str]:
     """The label names, in model-output order, from ``run_dir/metrics.json``."""
-    path = run_dir / "metrics.json"
+    path = run_dir / METRICS_FILE
     if not path.is_file():
-        raise UsageError(f"metrics.json not found in {run_dir}; RUN_DIR must be a kmexp run folder")
+        raise UsageError(f"{METRICS_FILE} not found in {run_dir}; RUN_DIR must be a kmexp run folder")
     try:
-        metrics = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as err:
-        raise UsageError(f"{path}: not readable as JSON ({err})") from None
-    labels = metrics.get("labels") if isinstance(metrics, dict) else None
+        labels = RunRecord.read(run_dir).labels
+    except RecordError as err:
+        raise UsageError(f"{path}: {err}") from None
     if not isinstance(labels, list) or not labels or not all(isinstance(label, str) for label in labels):
         raise UsageError(f"{path}: no 'labels' list (expected the label names in model-output order)")
     return labels
@@ -142,18 +140,16 @@ def load_model(model_path: Path, n_labels: int):
     """The saved model, loaded with safe mode on. Imports TensorFlow (slow), so runs last."""
     if not zipfile.is_zipfile(model_path):
         raise UsageError(f"{model_path} is not a .keras file (a zip archive); was the run interrupted while saving?")
-    import keras
-
-    import kmexp  # noqa: F401  (registers kmexp's layers, so safe mode can load them)
+    import kmexp
 
     try:
         with utf8_file_encoding():
-            model = keras.models.load_model(model_path, safe_mode=True)
+            model = kmexp.load_model(model_path)
     except Exception as err:  # a corrupt or foreign file: say so in one line
         raise UsageError(f"could not load {model_path}: {_one_line_reason(err)}") from None
     width = model.output_shape[-1] if isinstance(model.output_shape, tuple) else None
     if width is not None and width != n_labels:
-        raise UsageError(f"{model_path} has {width} outputs but metrics.json lists {n_labels} labels")
+        raise UsageError(f"{model_path} has {width} outputs but {METRICS_FILE} lists {n_labels} labels")
     return model
 
 

@@ -35,12 +35,10 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from kmexp.runs import HYDRA_FILES
+
 SECRET_NAME = re.compile("KEY|TOKEN|SECRET", re.IGNORECASE)
 MIN_SECRET_LENGTH = 6
-# Hydra's saved configs, in a job's output subfolder (.hydra/) and in a sweep folder.
-HYDRA_FILES = ("config.yaml", "hydra.yaml", "overrides.yaml")
-MULTIRUN_FILE = "multirun.yaml"
-
 
 @dataclass(frozen=True)
 class Secrets:

@@ -25,25 +25,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
-from kmexp.records import METRICS_FILE, read_json, write_json
-from kmexp.secrets import MULTIRUN_FILE, Secrets
+from kmexp import compat
+from kmexp.runs import (
+    MULTIRUN_FILE,
+    SWEEP_FILE,
+    RecordError,
+    RunRecord,
+    experiment_overrides,
+    job_dirs,
+    read_json,
+    saved_overrides,
+    write_json,
+)
+from kmexp.secrets import Secrets
 
 log = logging.getLogger("kmexp.sweep")
-
-SWEEP_FILE = "sweep.json"
-# Overrides that steer the sweep itself rather than the experiment: left out of a job's recorded overrides.
-CONTROL_KEYS = ("resume",)
-
-
-def register_sweep_resolvers() -> None:
-    # ${kmexp.coalesce:a,b}: a unless it is null, else b. Lets `resume=DIR` pick the sweep folder.
-    OmegaConf.register_new_resolver("kmexp.coalesce", lambda value, default: default if value is None else value, replace=True)
 
 
 def sweep_group(sweep_dir: Path) -> str:
@@ -52,42 +52,10 @@ def sweep_group(sweep_dir: Path) -> str:
     return f"{sweep_dir.parent.name}_{sweep_dir.name}" if sweep_dir.parent.name else sweep_dir.name
 
 
-def experiment_overrides(overrides: list[str]) -> list[str]:
-    """A job's overrides without the sweep-control ones (``resume=...``)."""
-    return [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in CONTROL_KEYS]
-
-
-def keep_completed(run_dir: Path, record: dict) -> None:
-    """Mark a completed run that a resumed sweep keeps instead of rerunning."""
-    write_json(Path(run_dir) / METRICS_FILE, {**record, "kept_on_resume": True})
-
-
-def read_metrics(run_dir: Path) -> dict | None:
-    """A job's ``metrics.json``, or None if it has none (or an unreadable one)."""
-    return read_json(Path(run_dir) / METRICS_FILE)
-
-
-def completed_record(run_dir: Path, overrides: list[str]) -> dict | None:
-    """The record of an earlier, completed run of this same job in ``run_dir``, if there is one.
-
-    Resuming keeps a job only when its folder holds a completed run with the same
-    overrides: a folder from a different sweep at the same job number is rerun.
-    """
-    record = read_metrics(run_dir)
-    if record is None or record.get("status") != "completed":
-        return None
-    if experiment_overrides(record.get("overrides", [])) != experiment_overrides(overrides):
-        return None
-    return record
-
-
 def count_jobs(sweep_params: dict, arguments: list[str]) -> int | None:
     """How many jobs the basic sweeper makes of these sweeper params and command-line overrides."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-
     try:
-        parsed = OverridesParser.create().parse_overrides([*(f"{k}={v}" for k, v in sweep_params.items()), *arguments])
-        return sum(len(batch) for batch in BasicSweeper.split_arguments(parsed, None))
+        return compat.count_grid_jobs([*(f"{k}={v}" for k, v in sweep_params.items()), *arguments])
     except Exception:  # e.g. glob() sweeps, which need the config loader: the count is only for display
         return None
 
@@ -113,16 +81,17 @@ class JobLine:
 
 
 def job_line(run_dir: Path, number: int, total: int | None, overrides: list[str]) -> JobLine:
-    record = read_metrics(run_dir) or {}
-    objective = record.get("objective", {}).get("value") if record.get("status") == "completed" else None
+    record = RunRecord.find(run_dir)
+    if record is None:
+        return JobLine(number, total, experiment_overrides(overrides), "failed", None, None)
     return JobLine(
         number=number,
         total=total,
         overrides=experiment_overrides(overrides),
-        status=record.get("status", "failed"),
-        objective=objective,
-        seconds=record.get("seconds", {}).get("total"),
-        note="kept from the earlier sweep" if record.get("kept_on_resume") else record.get("error", ""),
+        status=record.status,
+        objective=record.objective_value,
+        seconds=record.seconds.get("total"),
+        note="kept from the earlier sweep" if record.kept_on_resume else (record.error or ""),
     )
 
 
@@ -140,32 +109,15 @@ def failed_jobs(sweep_dir: Path) -> list[FailedJob]:
     """Jobs of a sweep that did not complete, from their folders' ``metrics.json``."""
     failed = []
     for job_dir in job_dirs(sweep_dir):
-        record = read_metrics(job_dir)
-        if record is None:
-            failed.append(FailedJob(job_dir.name, experiment_overrides(saved_overrides(job_dir)), "no metrics.json"))
-        elif record.get("status") != "completed":
-            error = record.get("error", f"status {record.get('status')}")
-            failed.append(FailedJob(job_dir.name, experiment_overrides(record.get("overrides", [])), error))
+        try:
+            record = RunRecord.read(job_dir)
+        except RecordError as err:
+            failed.append(FailedJob(job_dir.name, experiment_overrides(saved_overrides(job_dir)), str(err)))
+            continue
+        if not record.completed:
+            error = record.error or f"status {record.status}"
+            failed.append(FailedJob(job_dir.name, experiment_overrides(record.overrides), error))
     return failed
-
-
-def job_dirs(sweep_dir: Path) -> list[Path]:
-    """A sweep's job folders (those Hydra made: they hold ``.hydra/``), in job-number order."""
-    found = [p.parent.parent for p in Path(sweep_dir).glob("*/.hydra/overrides.yaml")]
-    return sorted(found, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
-
-
-def saved_overrides(job_dir: Path) -> list[str]:
-    """A job's command-line overrides as Hydra saved them (``.hydra/overrides.yaml``), or [] if unreadable.
-
-    Read as written: resolving would turn ``+note=${oc.env:MY_API_TOKEN}`` into the secret, or fail
-    where the variable is not set.
-    """
-    try:
-        saved = OmegaConf.to_container(OmegaConf.load(job_dir / ".hydra" / "overrides.yaml"), resolve=False)
-    except (OSError, ValueError, OmegaConfBaseException):
-        return []
-    return [str(item) for item in saved] if isinstance(saved, list) else []
 
 
 class SweepCallback(Callback):

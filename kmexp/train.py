@@ -1,70 +1,31 @@
-"""One experiment, top to bottom: data -> encoder -> network -> fit -> evaluate -> save.
+"""One run, start to end: record it, check the config, run the experiment, write ``metrics.json``.
 
-``train(cfg, run_dir, overrides)`` returns the metrics that it also writes to
-``run_dir/metrics.json``. It knows nothing about Hydra's entry point, so tests
+``train(cfg, run_dir, overrides)`` returns the ``RunRecord`` it also writes to
+``run_dir/metrics.json``, whatever happens: a run that fails or is interrupted
+says so there, and why. It knows nothing about Hydra's entry point, so tests
 and notebooks can call it with a composed config. Inside a sweep, the entry
 point also passes ``choices`` (the option picked in each config group) and
 ``group`` (the sweep's id, which groups its W&B runs).
+
+This module is light: the config is checked before TensorFlow loads, so a bad
+value fails in a moment. The experiment itself, data -> encoder -> network ->
+fit -> evaluate -> save, is ``kmexp.experiment``.
 """
 
 from __future__ import annotations
 
-import logging
+import dataclasses
 import time
 from pathlib import Path
 
-import keras
-import numpy as np
-import tensorflow as tf
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from kmexp.builders import (
-    build_data,
-    build_embedder,
-    build_logger,
-    build_loss,
-    build_metrics,
-    build_network,
-    build_optimizer,
-    build_preprocessor,
-    export_model,
-    plain,
-)
-from kmexp.config import validate, validate_distributed
-from kmexp.data import Split
-from kmexp.devices import build_device, device_record
-from kmexp.encoders.vocab import batches
-from kmexp.fit import (
-    DevScores,
-    EpochLogger,
-    HistoryCSV,
-    StopOnNonFiniteLoss,
-    TrainingBackup,
-    concat_rows,
-    fit,
-    forget_traced_gradients,
-    stop_on_sigterm,
-)
-from kmexp.metrics import classification_report
-from kmexp.records import (
-    METRICS_FILE,
-    git_commit,
-    save_model,
-    versions,
-    where,
-    write_json,
-)
+from kmexp.builders import build_logger
+from kmexp.config.validation import validate
+from kmexp.provenance import git_commit, versions, where
+from kmexp.runs import MODEL_FILE, RunRecord
 from kmexp.secrets import Secrets
-
-log = logging.getLogger(__name__)
-
-MODEL_FILE = "model.keras"
-HISTORY_FILE = "history.csv"
-# The training state at epoch ends (every trainer.backup_interval_s), so that a rerun into the same run folder resumes;
-# removed once training ends.
-BACKUP_DIR = "backup"
-# Texts preprocessed (or scored) per call: large enough to amortize each call, small enough to bound memory.
-_PREPROCESS_BATCH = 1024
+from kmexp.training.signals import stop_on_sigterm
 
 
 def train(
@@ -73,8 +34,8 @@ def train(
     overrides: list[str],
     choices: dict[str, str] | None = None,
     group: str | None = None,
-) -> dict:
-    """Run the experiment that ``cfg`` describes and return its metrics.
+) -> RunRecord:
+    """Run the experiment that ``cfg`` describes and return its record.
 
     ``overrides`` are this job's command-line overrides; ``choices`` maps each
     config group to the option picked (``{"encoder": "char_ngram", ...}``);
@@ -83,166 +44,50 @@ def train(
     started = time.perf_counter()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    record = {
-        "status": "running",
-        "language": plain(cfg.language),
-        "seed": cfg.seed,
-        "overrides": list(overrides),
-        "choices": dict(choices or {}),
-        "group": group,
-        "versions": versions(),
-        "git": git_commit(),
+    record = RunRecord(
+        language=OmegaConf.to_container(cfg.language, resolve=True),
+        seed=cfg.seed,
+        overrides=list(overrides),
+        choices=dict(choices or {}),
+        group=group,
+        versions=versions(),
+        git=git_commit(),
         **where(),
-    }
+    )
     logger = build_logger(cfg.logger, run_dir)
     try:
         # SIGTERM stops the run like Ctrl-C (KeyboardInterrupt), so it is recorded as interrupted.
         with stop_on_sigterm():
             # Inside the try: a logger that cannot start fails the job, and metrics.json says why.
-            logger.start(plain(cfg), choices=record["choices"], overrides=record["overrides"], group=group)
+            config = OmegaConf.to_container(cfg, resolve=True)
+            logger.start(config, choices=record.choices, overrides=record.overrides, group=group)
             validate(cfg)
-            # Frees the run's traced train step once the run ends, for the next run in this process.
-            with forget_traced_gradients():
-                record.update(_experiment(cfg, run_dir, logger))
+            from kmexp import experiment  # TensorFlow loads here, once the config is known to be good
+
+            record = dataclasses.replace(record, **experiment.run(cfg, run_dir, logger))
             # Logged before "completed": a job whose results could not be logged is not reported as done.
             logger.log_summary(_summary(record))
-            logger.log_evaluation(
-                record["labels"], {split: record[split] for split in ("dev", "test")}, run_dir / MODEL_FILE
-            )
-            record["status"] = "completed"
+            logger.log_evaluation(record.labels, {"dev": record.dev, "test": record.test}, run_dir / MODEL_FILE)
+            record.status = "completed"
     except BaseException as err:
         # Record why the run ended before passing the error on: nothing is lost.
-        record["status"] = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
-        record["error"] = _one_line(err)
+        record.status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
+        record.error = _one_line(err)
         raise
     finally:
-        record["seconds"] = {**record.get("seconds", {}), "total": round(time.perf_counter() - started, 3)}
+        record.seconds = {**record.seconds, "total": round(time.perf_counter() - started, 3)}
         # Redacted: an error message or a recorded path can hold a secret (see kmexp.secrets).
-        write_json(run_dir / METRICS_FILE, Secrets.from_environ().data(record))
-        logger.finish(record["status"])
+        RunRecord.from_json(Secrets.from_environ().data(record.to_json())).write(run_dir)
+        logger.finish(record.status)
     return record
 
 
-def _experiment(cfg: DictConfig, run_dir: Path, logger) -> dict:
-    # Seed Python, NumPy and the backend before anything random happens.
-    keras.utils.set_random_seed(cfg.seed)
-    strategy = build_device(cfg.device)
-    validate_distributed(cfg)  # after build_device: missing hardware is reported before these settings
-
-    splits = build_data(cfg.data).load()
-    labels = splits.labels
-    # The vocabulary (and idf) come from the training split only: dev and test stay unseen.
-    preprocessor = build_preprocessor(cfg.encoder.preprocessor, splits.train.texts)
-    train_features, train_targets = _features(preprocessor, splits.train, labels)
-    dev_features, dev_targets = _features(preprocessor, splits.dev, labels)
-
-    with strategy.scope():
-        embedder = build_embedder(cfg.encoder.embedder, preprocessor)
-        features = preprocessor.compute_output_spec(keras.KerasTensor((None,), dtype="string"))
-        network = build_network(cfg.model, cfg.activation, embedder, features, len(labels))
-        optimizer = build_optimizer(cfg.optimizer)
-        loss = build_loss(cfg.loss)
-    metrics = build_metrics(cfg.metric)
-    objective = next(iter(metrics))
-
-    # Model selection looks at dev only; test is scored once, at the end.
-    early_stopping = _early_stopping(cfg.trainer, objective)
-    # A rerun into this run folder resumes from the backup of the last finished epoch.
-    backup = TrainingBackup(run_dir / BACKUP_DIR, early_stopping, cfg.trainer.backup_interval_s)
-    callbacks = [
-        DevScores(dev_features, dev_targets, loss, metrics),
-        StopOnNonFiniteLoss(),  # before the backup: a NaN epoch is never backed up
-        early_stopping,
-        HistoryCSV(run_dir / HISTORY_FILE),
-        EpochLogger(logger, cfg.trainer.epochs),
-        backup,  # last: it restores early stopping's state after EarlyStopping resets it
-    ]
-    train_started = time.perf_counter()
-    fit(
-        network, optimizer, loss, train_features, train_targets, cfg.trainer, cfg.seed, callbacks,
-        cfg.device.jit_compile,
-    )
-    train_seconds = time.perf_counter() - train_started
-
-    # Export and evaluate the end-to-end model, so the scores are those of the saved file.
-    model = export_model(preprocessor, network)
-    save_model(model, run_dir / MODEL_FILE)
-    dev, test = _evaluate(model, [splits.dev, splits.test], labels, metrics)
-    # One entry per language tested on its own: language=multi's languages, then eval_languages.
-    per_language = _evaluate_languages(model, splits.eval_tests, labels, metrics)
-    return {
-        "objective": {"name": objective, "split": "dev", "value": dev[objective]},
-        "labels": labels,
-        "dev": dev,
-        "test": test,
-        "eval": per_language,
-        # Counted from epoch 1 even when resumed: history holds only the epochs run since.
-        "epochs_run": backup.epochs_done,
-        "resumed_from_epoch": backup.resumed_from,
-        "best_epoch": early_stopping.best_epoch + 1,
-        "data": {**splits.info, "sizes": {name: len(getattr(splits, name).texts) for name in ("train", "dev", "test")}},
-        "seconds": {"train": round(train_seconds, 3)},
-        # After training, so that it holds the peak GPU memory of the run (benchmarks/gpu_check.sh prints it).
-        "device": device_record(strategy),
-    }
-
-
-def _early_stopping(trainer: DictConfig, objective: str) -> keras.callbacks.EarlyStopping:
-    """Stop when the dev loss (or the dev objective) stops improving, and restore the best epoch."""
-    monitor = f"val_{objective}" if trainer.monitor == "objective" else "val_loss"
-    return keras.callbacks.EarlyStopping(
-        monitor=monitor, mode="min" if monitor == "val_loss" else "max", patience=trainer.patience,
-        restore_best_weights=True,
-    )
-
-
-def _targets(split: Split, labels: list[str]) -> np.ndarray:
-    index = {label: i for i, label in enumerate(labels)}
-    return keras.utils.to_categorical([index[label] for label in split.labels], len(labels))
-
-
-def _features(preprocessor, split: Split, labels: list[str]) -> tuple[tf.Tensor | tf.SparseTensor, np.ndarray]:
-    """A split's features and one-hot targets, computed once.
-
-    The preprocessor is fixed after adapting, so its output is computed a single
-    time, eagerly and on the CPU (string ops have no GPU kernels), in chunks that
-    bound memory: no graph to trace, and each epoch only reshuffles the result.
-    """
-    with tf.device("/cpu:0"):
-        parts = [preprocessor(chunk) for chunk in batches(split.texts, _PREPROCESS_BATCH)]
-    return concat_rows(parts), _targets(split, labels)
-
-
-def _evaluate(model: keras.Model, splits: list[Split], labels: list[str], metrics: dict) -> list[dict]:
-    """Score each split with the exported end-to-end model, called eagerly on raw strings."""
-    index = {label: i for i, label in enumerate(labels)}
-    reports = []
-    for split in splits:
-        probabilities = np.concatenate([model(chunk, training=False).numpy() for chunk in batches(split.texts, _PREPROCESS_BATCH)])
-        y_true = np.array([index[label] for label in split.labels])
-        reports.append(classification_report(y_true, probabilities.argmax(1), labels, metrics))
-    return reports
-
-def _evaluate_languages(model: keras.Model, tests: dict[str, Split], labels: list[str], metrics: dict) -> dict:
-    """Each language's test scores, by SIB-200 code: the scalar metrics and the support.
-
-    Per-class scores and confusion matrices are left out: over 205 languages they
-    would swamp metrics.json, and the pooled `test` keeps them.
-    """
-    reports = _evaluate(model, list(tests.values()), labels, metrics)
-    return {
-        code: {**{name: value for name, value in report.items() if isinstance(value, float)}, "support": len(split.texts)}
-        for (code, split), report in zip(tests.items(), reports, strict=True)
-    }
-
-
-def _summary(record: dict) -> dict:
+def _summary(record: RunRecord) -> dict:
     """Flat scalars for the logger's run summary."""
-    summary = {"objective": record["objective"]["value"], "epochs_run": record["epochs_run"]}
+    summary = {"objective": record.objective.value, "epochs_run": record.epochs_run}
     for split in ("dev", "test"):
-        for name, value in record[split].items():
-            if isinstance(value, float):
-                summary[f"{split}/{name}"] = value
+        for name, value in record.scalars(split).items():
+            summary[f"{split}/{name}"] = value
     return summary
 
 

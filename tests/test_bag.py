@@ -69,7 +69,8 @@ def test_hashed_sparse_model_trains_and_round_trips(tmp_path):
     import keras
     from omegaconf import OmegaConf
 
-    from kmexp.builders import build_network, export_model
+    from kmexp.builders import build_network
+    from kmexp.network import export_model
 
     hashed = featurizer(analyzer="char_wb", ngram_range=(1, 5), num_bins=2**20, sparse=True)
     spec = hashed.compute_output_spec(keras.KerasTensor((None,), dtype="string"))

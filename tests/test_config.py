@@ -21,11 +21,12 @@ from kmexp.builders import (
     build_network,
     build_optimizer,
     build_preprocessor,
-    export_model,
 )
-from kmexp.config import register_configs, validate
+from kmexp.config import register_configs
+from kmexp.config.validation import validate
 from kmexp.devices import build_device
 from kmexp.errors import ConfigError, DeviceError
+from kmexp.network import export_model
 from kmexp.paths import config_dir, group_options
 
 from conftest import make_rows

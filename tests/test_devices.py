@@ -19,7 +19,7 @@ import tensorflow as tf
 from conftest import files_overrides, only_run_dir, run_cli
 from test_config import load
 
-from kmexp.config import validate, validate_distributed
+from kmexp.config.validation import validate, validate_distributed
 from kmexp.errors import ConfigError
 
 NO_GPU = len(tf.config.list_physical_devices("GPU")) == 0

@@ -25,8 +25,10 @@ import tensorflow as tf
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+import kmexp.experiment
 import kmexp.train
 from kmexp import builders
+from kmexp import network as network_module
 from kmexp.config import register_configs
 from kmexp.encoders import (
     ByteSequencer,
@@ -36,6 +38,7 @@ from kmexp.encoders import (
     TransformerEmbedder,
 )
 from kmexp.paths import config_dir
+from kmexp.runs import MODEL_FILE
 
 from conftest import files_overrides, make_rows, write_tsv
 
@@ -83,7 +86,7 @@ class Run:
     def __init__(self, record: dict, model: keras.Model, run_dir: Path):
         self.record = record
         self.model = model  # the in-memory model that train() saved
-        self.path = run_dir / kmexp.train.MODEL_FILE
+        self.path = run_dir / MODEL_FILE
 
 
 @pytest.fixture(scope="module")
@@ -106,11 +109,11 @@ def trained(data, tmp_path_factory):
             captured = {}
 
             def export(preprocessor, network):
-                captured["model"] = builders.export_model(preprocessor, network)
+                captured["model"] = network_module.export_model(preprocessor, network)
                 return captured["model"]
 
             run_dir = tmp_path_factory.mktemp(f"run_{name}")
-            with mock.patch.object(kmexp.train, "export_model", export):
+            with mock.patch.object(kmexp.experiment, "export_model", export):
                 record = kmexp.train.train(load_config(overrides), run_dir, overrides)
             runs[name] = Run(record, captured["model"], run_dir)
         return runs[name]
@@ -126,8 +129,8 @@ def predict(model: keras.Model, texts: list[str]) -> np.ndarray:
 @pytest.mark.parametrize("name", ENCODERS)
 def test_encoder_trains_and_round_trips_through_model_keras(name, trained):
     run = trained(name)
-    assert run.record["status"] == "completed"
-    assert run.record["test"]["accuracy"] >= MIN_TEST_ACCURACY, run.record["test"]
+    assert run.record.status == "completed"
+    assert run.record.test["accuracy"] >= MIN_TEST_ACCURACY, run.record.test
 
     loaded = keras.models.load_model(run.path, safe_mode=True)
     expected = predict(run.model, TEXTS)
@@ -148,7 +151,7 @@ def test_saved_models_predict_raw_strings_in_a_fresh_process(trained):
     script = textwrap.dedent(
         f"""
         import json, keras, tensorflow as tf
-        import kmexp
+        import kmexp.layers
         texts = {TEXTS!r}
         out = {{}}
         for name, path in {paths!r}.items():

@@ -1,7 +1,7 @@
 """Faults during a run: a non-finite loss, SIGTERM/SIGINT with a resume, interrupted saves, overlapping data.
 
 The signal tests kill a real ``python -m kmexp`` mid-training; the rest drive
-``kmexp.fit`` in-process on a tiny model, which is fast and shows exactly what
+``kmexp.training`` in-process on a tiny model, which is fast and shows exactly what
 a resumed run restores.
 """
 
@@ -25,15 +25,11 @@ from omegaconf import OmegaConf
 
 from kmexp.data.splits import Split, make_splits
 from kmexp.errors import ConfigError
-from kmexp.fit import (
-    HistoryCSV,
-    NonFiniteLoss,
-    StopOnNonFiniteLoss,
-    TrainingBackup,
-    fit,
-)
 from kmexp.optim import LBFGS
-from kmexp.records import save_model
+from kmexp.runs import save_model
+from kmexp.training.callbacks import HistoryCSV, NonFiniteLoss, StopOnNonFiniteLoss
+from kmexp.training.loops import fit
+from kmexp.training.resume import TrainingBackup
 
 # --- a run killed mid-training, then resumed in the same folder -------------------------------
 
@@ -147,7 +143,7 @@ def _network():
 
 def _train(run_dir: Path, optimizer: str, epochs: int, interrupt_at: int | None = None, loss=None,
            backup_interval_s: float = 0):
-    """Train through kmexp.fit with the callbacks train() uses for resuming; return the network and the backup."""
+    """Train through kmexp.training with the callbacks train() uses for resuming; return the network and the backup."""
     run_dir.mkdir(parents=True, exist_ok=True)  # train() gets its run folder from Hydra
     features, targets = _problem()
     network = _network()

@@ -1,5 +1,6 @@
 """Language presets in conf/language/ and the helpers in kmexp.languages."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,9 @@ from omegaconf.errors import InterpolationToMissingValueError
 
 from kmexp import languages
 from kmexp.errors import ConfigError
-from kmexp.languages import check_code, direction_of, register_resolvers, script_of, uses_spaces
+from kmexp.config.resolvers import register_resolvers
+from kmexp.languages import check_code, direction_of, script_of, uses_spaces
+from kmexp.paths import config_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -156,14 +159,16 @@ def test_every_sib200_code_resolves_through_generic():
 def test_register_resolvers_is_idempotent():
     register_resolvers()
     register_resolvers()
-    for name in languages.RESOLVER_NAMES:
-        assert OmegaConf.has_resolver(name)
+    # Every `${kmexp.<name>:...}` that conf/ uses has its resolver.
+    used = {m for path in config_dir().rglob("*.yaml") for m in re.findall(r"\$\{(kmexp\.\w+):", path.read_text())}
+    assert {"kmexp.script", "kmexp.codes", "kmexp.coalesce"} <= used
+    for name in used:
+        assert OmegaConf.has_resolver(name), name
 
 
 def test_constants_are_immutable():
     assert isinstance(languages.NO_SPACE_SCRIPTS, frozenset)
     assert isinstance(languages.RTL_SCRIPTS, frozenset)
-    assert isinstance(languages.RESOLVER_NAMES, tuple)
 
 
 def test_malformed_code_is_a_config_error():

@@ -44,7 +44,7 @@ RUNS_IN_ONE_PROCESS = textwrap.dedent(
             keras.backend.clear_session()
             gc.collect()
             counts.append({
-                "status": metrics["status"],
+                "status": metrics.status,
                 "func_graphs": alive("FuncGraph") + alive("CondBranchFuncGraph"),
                 "graphs": alive("Graph"),
                 "new_gradients": len(registry) - before,

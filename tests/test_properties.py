@@ -21,12 +21,13 @@ from hydra import compose, initialize_config_dir
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import kmexp  # noqa: F401  (registers the custom layers that load_model needs)
+import kmexp.layers  # noqa: F401  (registers the custom layers that load_model needs)
 from kmexp.config import register_configs
 from kmexp.encoders.base import Preprocessor
 from kmexp.encoders.text import DEFAULTS, standardize
 from kmexp.paths import config_dir
-from kmexp.train import MODEL_FILE, train
+from kmexp.runs import MODEL_FILE
+from kmexp.train import train
 
 from conftest import FILLER, TOPICS, files_overrides, write_tsv
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import files_overrides, make_rows, write_tsv
 
-from kmexp.records import git_commit
+from kmexp.provenance import git_commit
 
 REPO = Path(__file__).resolve().parent.parent
 SCORES = ("objective", "labels", "dev", "test", "epochs_run", "best_epoch", "data")

@@ -16,8 +16,9 @@ from hydra.errors import ConfigCompositionException, MissingConfigException
 from hydra.utils import instantiate
 from omegaconf import MISSING, OmegaConf
 
-from kmexp import schemas
-from kmexp.config import register_configs, validate
+from kmexp.config import schemas
+from kmexp.config import register_configs
+from kmexp.config.validation import validate
 from kmexp.errors import ConfigError
 from kmexp.paths import config_dir, group_options
 

@@ -22,7 +22,7 @@ from conftest import files_overrides, run_cli, write_small_data
 from omegaconf import OmegaConf
 
 from kmexp.secrets import Secrets, redact_log_records
-from kmexp.sweep import saved_overrides
+from kmexp.runs import saved_overrides
 
 PLANTED = {"KMEXP_TEST_API_TOKEN": "planted-secret-4242", "WANDB_API_KEY": "planted-wandb-key-777"}
 # Offline W&B, as always in tests: with WANDB_API_KEY set it must still touch no network.

@@ -6,7 +6,7 @@ import json
 
 import keras
 
-import kmexp  # noqa: F401  (registers the layers for loading)
+import kmexp.layers  # noqa: F401  (registers the layers for loading)
 from conftest import files_overrides, only_run_dir, run_cli
 
 

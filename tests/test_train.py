@@ -65,7 +65,7 @@ def test_saved_model_predicts_raw_strings_in_a_fresh_process(finished_run):
     script = textwrap.dedent(
         f"""
         import json, keras, tensorflow as tf
-        import kmexp
+        import kmexp.layers
         model = keras.models.load_model({str(run_dir / "model.keras")!r}, safe_mode=True)
         texts = ["le match de football", "хлеб и суп", "今天下雨", "مطر ورياح", "", "🙂 mixed text 中文 عربى"]
         print(json.dumps(model.predict(tf.constant(texts), verbose=0).tolist()))

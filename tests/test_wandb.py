@@ -210,11 +210,11 @@ def test_the_model_is_an_artifact_only_when_asked(sweep):
 def test_csv_logger_writes_per_class_scores(small_data, tmp_path):
     overrides = [*files_overrides(small_data), "logger=csv", "trainer.epochs=2"]
     cfg, choices = compose_job(overrides)
-    metrics = train(cfg, tmp_path, overrides, choices=choices)
+    record = train(cfg, tmp_path, overrides, choices=choices)
     lines = (tmp_path / "logs" / "per_class.csv").read_text().splitlines()
     assert lines[0] == "split,label,precision,recall,f1,support"
-    assert len(lines) == 1 + 2 * len(metrics["labels"])
-    assert lines[1].startswith(f"dev,{metrics['labels'][0]},")
+    assert len(lines) == 1 + 2 * len(record.labels)
+    assert lines[1].startswith(f"dev,{record.labels[0]},")
 
 
 @pytest.fixture
@@ -313,7 +313,7 @@ def test_build_report_for_the_sweep_group(sweep, no_network):
     import wandb_workspaces.reports.v2 as wr
     from wandb_workspaces import expr
 
-    from kmexp.wandb_report import build_report
+    from kmexp.report.wandb import build_report
 
     report = build_report(sweep["fr"].run_dir.parent, entity="my-team", project="kmexp")
     assert isinstance(report, wr.Report) and (report.entity, report.project) == ("my-team", "kmexp")
@@ -339,7 +339,7 @@ def test_build_report_for_the_sweep_group(sweep, no_network):
 
 
 def test_publish_offline_says_what_to_run_in_one_line(sweep, no_network):
-    from kmexp.wandb_report import publish
+    from kmexp.report.wandb import publish
 
     message = publish(sweep["fr"].run_dir.parent, entity=None, project="kmexp")
     assert "\n" not in message
@@ -349,7 +349,7 @@ def test_publish_offline_says_what_to_run_in_one_line(sweep, no_network):
 
 
 def test_publish_online_without_login_says_so_in_one_line(sweep, logged_out, no_network, monkeypatch):
-    from kmexp.wandb_report import publish
+    from kmexp.report.wandb import publish
 
     monkeypatch.setenv("WANDB_MODE", "online")
     message = publish(sweep["fr"].run_dir.parent, entity=None, project="kmexp")
@@ -357,7 +357,7 @@ def test_publish_online_without_login_says_so_in_one_line(sweep, logged_out, no_
 
 
 def test_publish_refuses_a_folder_that_is_not_one_sweep(tmp_path, no_network):
-    from kmexp.wandb_report import publish
+    from kmexp.report.wandb import publish
 
     with pytest.raises(KmexpError, match="not one sweep"):
         publish(tmp_path, entity=None, project="kmexp")

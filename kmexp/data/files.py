@@ -11,9 +11,6 @@ import io
 import json
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
 from kmexp.data.splits import Split, Splits, make_splits
 from kmexp.errors import ConfigError, DataError
 
@@ -95,6 +92,8 @@ def stratified_split(train: Split, dev_fraction: float, seed: int) -> tuple[Spli
     least one in train, so dev covers as many classes as it can without
     leaving a class unseen in training. Rows keep their original order.
     """
+    import numpy as np  # numpy and pandas load when files are read, not when a config is checked
+
     rng = np.random.default_rng(seed)
     labels = np.asarray(train.labels, dtype=object)
     dev_rows = []
@@ -115,7 +114,9 @@ def _dev_count(n_rows: int, dev_fraction: float) -> int:
     return min(max(1, round(n_rows * dev_fraction)), n_rows - 1)
 
 
-def _subset(split: Split, mask: np.ndarray, source: str) -> Split:
+def _subset(split: Split, mask, source: str) -> Split:
+    import numpy as np
+
     rows = np.flatnonzero(mask)
     return Split(
         texts=[split.texts[i] for i in rows],
@@ -148,6 +149,8 @@ def _parse_table(
     path: Path, text: str, sep: str, text_column: str, label_column: str
 ) -> tuple[list[str], list[str]]:
     """Parse CSV/TSV with CSV quoting; every cell stays a string ('' for empty)."""
+    import pandas as pd
+
     try:
         frame = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False)
     except pd.errors.EmptyDataError:

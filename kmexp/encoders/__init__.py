@@ -10,8 +10,8 @@ An encoder has two parts, each built from its own config subtree:
 - an optional *embedder*: trainable layers between the preprocessor and the
   head (an embedding with pooling for token ids; nothing for bag features).
 
-Every layer is registered as Keras-serializable, so ``import kmexp`` is all a
-fresh process needs to load a model with safe mode on.
+Every layer is registered as Keras-serializable, so ``import kmexp.layers`` (or
+``kmexp.load_model``) is all a fresh process needs to load a model with safe mode on.
 """
 
 from kmexp.encoders.bag import TextFeaturizer

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import keras
 import tensorflow as tf
-from keras.src.layers.preprocessing.index_lookup import get_null_initializer
+
+from kmexp import compat
 
 
 class StringLookup(keras.layers.StringLookup):
@@ -20,7 +21,7 @@ class StringLookup(keras.layers.StringLookup):
 
     def _uninitialized_lookup_table(self):
         with tf.init_scope():
-            initializer = get_null_initializer(self._key_dtype, self._value_dtype)
+            initializer = compat.null_lookup_initializer(self._key_dtype, self._value_dtype)
             return tf.lookup.StaticHashTable(initializer, self._default_value, experimental_is_anonymous=True)
 
     def _lookup_table_from_tokens(self, tokens):

@@ -32,12 +32,12 @@ from sentencepiece import sentencepiece_model_pb2
 import tensorflow as tf
 import tensorflow_text as tf_text
 
+from kmexp.config.validation import MODEL_TYPES
 from kmexp.encoders import text, vocab
 from kmexp.encoders.base import PACKAGE, SequencePreprocessor
 
 log = logging.getLogger(__name__)
 
-MODEL_TYPES = ("unigram", "bpe")
 # SentencePiece ids with a fixed meaning: 0 pads (the kmexp convention), 1 is unknown.
 PAD_ID = 0
 UNK_ID = 1

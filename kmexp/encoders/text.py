@@ -12,10 +12,8 @@ from collections.abc import Mapping, Sequence
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-NORMALIZATIONS = ("NFKC", "NFC", "none")
-CASES = ("fold", "lower", "none")
-DIGITS = ("keep", "zero")
-ANALYZERS = ("word", "char", "char_wb", "byte")
+from kmexp.config.validation import ANALYZERS, CASES, DIGITS, NORMALIZATIONS
+
 
 # What each option is when a preset (or a model saved before the option existed)
 # does not say; the same values as conf/language/_common.yaml.

@@ -2,7 +2,7 @@
 
 ``write_report(sweep_dir)`` compares the jobs of a sweep (Hydra multirun folder)
 and writes ``results.csv``, ``report.md``, a self-contained ``report.html`` and
-PNG plots into it. ``summary_table(metrics)`` is the short table a single run prints.
+PNG plots into it. ``summary_table(record)`` is the short table a single run prints.
 """
 
 from __future__ import annotations

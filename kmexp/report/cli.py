@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _publish_to_wandb(args: argparse.Namespace) -> int:
-    from kmexp.wandb_report import logger_defaults, publish  # W&B API only when asked for
+    from kmexp.report.wandb import logger_defaults, publish  # W&B API only when asked for
 
     defaults = logger_defaults()
     entity = args.entity if args.entity is not None else defaults["entity"]

@@ -2,23 +2,26 @@
 
 Everything downstream (tables, plots, pages) works from these records, so the
 rules about what a job *is* live here: a job is a folder Hydra made (it holds
-``.hydra/overrides.yaml``, see ``kmexp.sweep.job_dirs``), and a job without a
+``.hydra/overrides.yaml``, see ``kmexp.runs.job_dirs``), and a job without a
 readable ``metrics.json`` is a failed job, never a silently missing one.
 """
 
 from __future__ import annotations
 
-import csv
-import json
-import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kmexp.records import METRICS_FILE
-from kmexp.sweep import experiment_overrides, job_dirs, saved_overrides
+from kmexp.runs import (
+    RecordError,
+    RunRecord,
+    experiment_overrides,
+    job_dirs,
+    override_values,
+    read_history,
+    saved_overrides,
+)
 
-HISTORY_FILE = "history.csv"
 # Override keys that say which locale a job is about: they make the rows of the report, not its settings.
 LOCALE_KEYS = ("language", "language.code", "language.tag", "language.name")
 SEED_KEY = "seed"
@@ -42,17 +45,17 @@ class SweepReport:
 
 @dataclass(frozen=True)
 class Job:
-    """One job of a sweep: its folder, overrides, and its metrics (empty when it has none)."""
+    """One job of a sweep: its folder, overrides, and its record (an empty one when it has none)."""
 
     name: str
     folder: Path
     overrides: tuple[str, ...]
-    metrics: dict = field(default_factory=dict)
+    record: RunRecord = field(default_factory=RunRecord)
     problem: str = ""  # why metrics.json could not be used, when it could not
 
     @property
     def status(self) -> str:
-        return "failed" if self.problem else str(self.metrics.get("status", "failed"))
+        return "failed" if self.problem else self.record.status
 
     @property
     def completed(self) -> bool:
@@ -65,55 +68,42 @@ class Job:
             return self.problem
         if self.completed:
             return ""
-        return str(self.metrics.get("error") or f"status {self.status}")
+        return self.record.error or f"status {self.status}"
 
     @property
     def locale(self) -> str:
         """The language tag (``fr``; the SIB-200 code for ``language=generic``), read where it is recorded."""
-        language = self.metrics.get("language")
-        if isinstance(language, dict) and language.get("tag"):
-            return str(language["tag"])
+        if self.record.language.get("tag"):
+            return str(self.record.language["tag"])
         values = override_values(self.overrides)
         for key in LOCALE_KEYS:
             if key in values:
                 return values[key]
-        return str(self.metrics.get("choices", {}).get("language", "?"))
+        return str(self.record.choices.get("language", "?"))
 
     @property
     def code(self) -> str:
         """The SIB-200 code (``fra_Latn``): transfer scores in ``eval`` are keyed by it."""
-        language = self.metrics.get("language")
-        if isinstance(language, dict) and language.get("code"):
-            return str(language["code"])
+        if self.record.language.get("code"):
+            return str(self.record.language["code"])
         return self.locale
 
     def score(self, split: str, metric: str) -> float | None:
         """A metric on a split (``dev``/``test``), or None when the job did not record it."""
-        return as_float(self.metrics.get(split, {}).get(metric)) if isinstance(self.metrics.get(split), dict) else None
+        return self.record.score(split, metric)
 
     def transfer(self, metric: str) -> dict[str, float]:
         """Test scores on other languages (the optional ``eval`` field), by SIB-200 code."""
-        recorded = self.metrics.get("eval")
         found = {}
-        for code, scores in (recorded.items() if isinstance(recorded, dict) else ()):
+        for code, scores in self.record.eval.items():
             value = as_float(scores.get(metric)) if isinstance(scores, dict) else None
             if value is not None:
                 found[str(code)] = value
         return found
 
     def history(self) -> dict[str, list[float]]:
-        """The per-epoch columns of ``history.csv`` (Keras CSVLogger), empty when there is none."""
-        try:
-            with open(self.folder / HISTORY_FILE, newline="", encoding="utf-8") as f:
-                rows = list(csv.DictReader(f))
-        except OSError:
-            return {}
-        columns: dict[str, list[float]] = {}
-        for row in rows:
-            for key, value in row.items():
-                number = as_float(value)
-                columns.setdefault(key, []).append(math.nan if number is None else number)
-        return columns
+        """The per-epoch columns of ``history.csv``, empty when there is none."""
+        return read_history(self.folder)
 
 
 def as_float(value) -> float | None:
@@ -126,30 +116,13 @@ def as_float(value) -> float | None:
         return None
 
 
-def override_values(overrides) -> dict[str, str]:
-    """``["optimizer=sgd", "+x=1"]`` -> ``{"optimizer": "sgd", "x": "1"}`` (Hydra's ``+``/``~`` prefixes dropped)."""
-    values = {}
-    for item in overrides:
-        key, _, value = str(item).partition("=")
-        values[key.lstrip("+~")] = value
-    return values
-
-
 def read_job(folder: Path) -> Job:
     """One job folder as a ``Job``; an absent or unreadable ``metrics.json`` becomes the job's error."""
-    path = folder / METRICS_FILE
-    fallback = tuple(experiment_overrides(saved_overrides(folder)))
-    if not path.exists():
-        return Job(folder.name, folder, fallback, problem="no metrics.json")
     try:
-        metrics = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        return Job(folder.name, folder, fallback, problem=f"unreadable metrics.json: {err}")
-    if not isinstance(metrics, dict):
-        return Job(folder.name, folder, fallback, problem="unreadable metrics.json: not a JSON object")
-    recorded = metrics.get("overrides")
-    overrides = tuple(experiment_overrides([str(o) for o in recorded])) if isinstance(recorded, list) else fallback
-    return Job(folder.name, folder, overrides, metrics)
+        record = RunRecord.read(folder)
+    except RecordError as err:
+        return Job(folder.name, folder, tuple(experiment_overrides(saved_overrides(folder))), problem=str(err))
+    return Job(folder.name, folder, tuple(experiment_overrides(record.overrides)), record)
 
 
 def collect_jobs(sweep_dir: Path) -> list[Job]:
@@ -190,8 +163,6 @@ def setting_of(job: Job, keys: list[str]) -> str:
 def objective_name(jobs: list[Job]) -> str | None:
     """The objective the completed jobs share (the most common, should a sweep mix them)."""
     names = Counter(
-        str(job.metrics["objective"]["name"])
-        for job in jobs
-        if job.completed and isinstance(job.metrics.get("objective"), dict) and job.metrics["objective"].get("name")
+        job.record.objective.name for job in jobs if job.completed and job.record.objective is not None and job.record.objective.name
     )
     return names.most_common(1)[0][0] if names else None

@@ -135,8 +135,8 @@ def learning_curves(runs: list[Run], objective: str, path: Path) -> Path | None:
 
 def confusion(run: Run, path: Path) -> Path | None:
     """The test confusion matrix (rows: true label) of one run, usually the best one by dev."""
-    matrix = run.job.metrics.get("test", {}).get("confusion_matrix")
-    labels = run.job.metrics.get("labels")
+    matrix = run.job.record.test.get("confusion_matrix")
+    labels = run.job.record.labels
     if not matrix or not labels or len(labels) != len(matrix):
         return None
     size = max(4, 0.6 * len(labels) + 2)

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 from scipy import stats as scipy_stats
 
-from kmexp.report.collect import SEED_KEY, Job, override_values, setting_of
+from kmexp.report.collect import SEED_KEY, Job, setting_of
+from kmexp.runs import override_values
 
 CONFIDENCE = 0.95
 
@@ -58,7 +59,7 @@ def runs_of(jobs: list[Job], keys: list[str], objective: str) -> list[Run]:
     for job in jobs:
         dev, test = job.score("dev", objective), job.score("test", objective)
         if job.completed and dev is not None and test is not None and math.isfinite(dev) and math.isfinite(test):
-            seed = override_values(job.overrides).get(SEED_KEY, str(job.metrics.get("seed", "")))
+            seed = override_values(job.overrides).get(SEED_KEY, "" if job.record.seed is None else str(job.record.seed))
             runs.append(Run(job, job.locale, setting_of(job, keys), seed, dev, test))
     return runs
 

@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
+from kmexp.runs import RunRecord
 
-def summary_table(metrics: dict) -> str:
+
+def summary_table(record: RunRecord) -> str:
     """A short table of the scores on dev and test, the objective marked."""
-    objective = metrics["objective"]["name"]
-    names = [name for name, value in metrics["dev"].items() if isinstance(value, float)]
-    width = max(len(name) for name in names) + 2
+    dev, test = record.scalars("dev"), record.scalars("test")
+    width = max(len(name) for name in dev) + 2
     lines = [
         (
-            f"kmexp run: language={metrics['language']['code']} seed={metrics['seed']} "
-            f"epochs={metrics['epochs_run']} (best {metrics['best_epoch']}) "
-            f"train {metrics['seconds']['train']:.1f}s"
+            f"kmexp run: language={record.language['code']} seed={record.seed} "
+            f"epochs={record.epochs_run} (best {record.best_epoch}) "
+            f"train {record.seconds['train']:.1f}s"
         ),
         f"{'metric':<{width}}{'dev':>8}{'test':>8}",
     ]
-    for name in names:
-        mark = "  <- objective" if name == objective else ""
-        lines.append(f"{name:<{width}}{metrics['dev'][name]:>8.4f}{metrics['test'][name]:>8.4f}{mark}")
+    for name in dev:
+        mark = "  <- objective" if name == record.objective.name else ""
+        lines.append(f"{name:<{width}}{dev[name]:>8.4f}{test[name]:>8.4f}{mark}")
     return "\n".join(lines)

@@ -11,7 +11,8 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kmexp.report.collect import Job, as_float, override_values, setting_of
+from kmexp.report.collect import Job, as_float, setting_of
+from kmexp.runs import override_values
 from kmexp.report.stats import Grid, SettingSummary, Stats, Transfer
 
 MISSING = "–"
@@ -49,9 +50,7 @@ def metric_names(jobs: list[Job], split: str) -> list[str]:
     """Scalar metrics recorded on a split by any job (per-class scores and confusion matrices left out)."""
     names: list[str] = []
     for job in jobs:
-        scores = job.metrics.get(split)
-        if isinstance(scores, dict):
-            names.extend(k for k, v in scores.items() if as_float(v) is not None and k not in names)
+        names.extend(name for name in job.record.scalars(split) if name not in names)
     return names
 
 
@@ -62,8 +61,8 @@ def result_rows(jobs: list[Job], keys: list[str], objective: str | None) -> list
     rows = []
     for job in jobs:
         values = override_values(job.overrides)
-        recorded = job.metrics.get("objective") if isinstance(job.metrics.get("objective"), dict) else {}
-        seconds = job.metrics.get("seconds") if isinstance(job.metrics.get("seconds"), dict) else {}
+        recorded = job.record.objective
+        seconds = job.record.seconds
         transfer = job.transfer(objective) if objective else {}
         rows.append(
             {
@@ -73,13 +72,13 @@ def result_rows(jobs: list[Job], keys: list[str], objective: str | None) -> list
                 "locale": job.locale,
                 "setting": setting_of(job, keys),
                 "status": job.status,
-                "objective": recorded.get("name", ""),
-                "objective_value": as_float(recorded.get("value")) if job.completed else None,
+                "objective": "" if recorded is None else recorded.name,
+                "objective_value": as_float(job.record.objective_value) if job.completed else None,
                 **{f"dev_{name}": job.score("dev", name) for name in dev_names},
                 **{f"test_{name}": job.score("test", name) for name in test_names},
                 **{f"eval_{code}_{objective}": transfer.get(code) for code in transfer_codes},
-                "epochs_run": job.metrics.get("epochs_run"),
-                "best_epoch": job.metrics.get("best_epoch"),
+                "epochs_run": job.record.epochs_run,
+                "best_epoch": job.record.best_epoch,
                 "seconds": as_float(seconds.get("total")),
                 "train_seconds": as_float(seconds.get("train")),
                 "error": job.error,
@@ -151,16 +150,16 @@ def jobs_table(jobs: list[Job], keys: list[str], objective: str | None) -> Table
     """Every job at a glance (results.csv has all columns)."""
     rows = []
     for job in jobs:
-        seconds = job.metrics.get("seconds") if isinstance(job.metrics.get("seconds"), dict) else {}
+        seconds = job.record.seconds
         dev = job.score("dev", objective) if objective else None
         test = job.score("test", objective) if objective else None
-        epochs = job.metrics.get("epochs_run")
+        epochs = job.record.epochs_run
         rows.append(
             [
                 job.name,
                 job.locale,
                 setting_of(job, keys),
-                str(job.metrics.get("seed", "")),
+                "" if job.record.seed is None else str(job.record.seed),
                 job.status,
                 fmt(dev),
                 fmt(test),
@@ -174,7 +173,7 @@ def jobs_table(jobs: list[Job], keys: list[str], objective: str | None) -> Table
 
 def per_class_table(job: Job) -> Table | None:
     """Precision, recall, F1 and support per label on test, in the model's label order."""
-    per_class = job.metrics.get("test", {}).get("per_class")
+    per_class = job.record.test.get("per_class")
     if not isinstance(per_class, dict) or not per_class:
         return None
     rows = []

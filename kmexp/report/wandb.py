@@ -11,7 +11,6 @@ line, what to run first: an offline sweep's runs are not on W&B yet.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,8 +18,8 @@ from omegaconf import OmegaConf
 
 from kmexp.errors import KmexpError
 from kmexp.paths import config_dir
-from kmexp.records import METRICS_FILE
-from kmexp.report.collect import override_values, swept_override_keys
+from kmexp.report.collect import swept_override_keys
+from kmexp.runs import METRICS_FILE, RunRecord, job_dirs, override_values
 
 # A job's offline run is <job>/wandb/offline-run-<time>-<id>; `wandb sync` takes these folders.
 OFFLINE_RUN_PREFIX = "offline-run-"
@@ -41,20 +40,20 @@ class Sweep:
 def read_sweep(sweep_dir: Path) -> Sweep:
     """Read a sweep folder; a folder without jobs of one sweep is the user's mistake, said in one line."""
     sweep_dir = Path(sweep_dir)
-    jobs = [json.loads(path.read_text(encoding="utf-8")) for path in sorted(sweep_dir.rglob(METRICS_FILE))]
-    groups = {job.get("group") for job in jobs}
+    jobs = [record for record in map(RunRecord.find, job_dirs(sweep_dir)) if record is not None]
+    groups = {job.group for job in jobs}
     if not jobs or None in groups or len(groups) != 1:
         raise KmexpError(
             f"{sweep_dir}: not one sweep's folder (found {len(jobs)} {METRICS_FILE} with groups {sorted(map(str, groups))}); "
             "pass the folder of a `python -m kmexp -m ...` run"
         )
-    objectives = [job["objective"]["name"] for job in jobs if job.get("objective") is not None]
+    objectives = [job.objective.name for job in jobs if job.objective is not None]
     if not objectives:
         raise KmexpError(f"{sweep_dir}: no job of this sweep completed, so there is nothing to report")
-    overrides = [job.get("overrides", []) for job in jobs]
+    overrides = [job.overrides for job in jobs]
     # When nothing differs (a one-job sweep), every override key is still worth a column.
     keys = swept_override_keys(overrides) or list(dict.fromkeys(k for o in overrides for k in override_values(o)))
-    chosen = {group for job in jobs for group in job.get("choices", {})}
+    chosen = {group for job in jobs for group in job.choices}
     return Sweep(
         folder=sweep_dir,
         group=groups.pop(),

@@ -1,4 +1,4 @@
-"""Config set-up and value checks that run before any work.
+"""Value checks on a composed config, run before any work.
 
 All problems are collected and reported together, one line each, naming the
 key, the value received and what is allowed.
@@ -8,26 +8,31 @@ from __future__ import annotations
 
 import inspect
 
-import keras
 from hydra.utils import get_class
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from kmexp.data import sib200_codes
-from kmexp.devices import ALL_REDUCES, DISTRIBUTED_KINDS, KINDS, PRECISIONS
-from kmexp.encoders.bag import OUTPUT_MODES
-from kmexp.encoders.subword import MODEL_TYPES
-from kmexp.encoders.text import ANALYZERS, CASES, DIGITS, NORMALIZATIONS
+from kmexp.data.sib200 import sib200_codes
 from kmexp.errors import ConfigError
-from kmexp.languages import (
-    check_code,
-    check_codes,
-    expand_codes,
-    register_resolvers,
-    uses_spaces,
-)
-from kmexp.metrics import AVERAGES
-from kmexp.schemas import store_schemas
-from kmexp.sweep import register_sweep_resolvers
+from kmexp.languages import check_code, check_codes, expand_codes, uses_spaces
+
+# --- what each setting allows (the classes that take these settings check them here too) ---
+# device.kind: where the model trains (conf/device/).
+KINDS = ("auto", "cpu", "gpu", "multi_gpu", "multi_worker", "tpu")
+# The kinds that train one model on several replicas, each taking a share of every batch.
+DISTRIBUTED_KINDS = ("multi_gpu", "multi_worker", "tpu")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+# device=multi_gpu: how the replicas sum their gradients (tf.distribute cross-device ops).
+ALL_REDUCES = ("auto", "nccl", "hierarchical_copy", "reduction_to_one")
+# language.standardize
+NORMALIZATIONS = ("NFKC", "NFC", "none")
+CASES = ("fold", "lower", "none")
+DIGITS = ("keep", "zero")
+# encoder.preprocessor
+ANALYZERS = ("word", "char", "char_wb", "byte")
+OUTPUT_MODES = ("multi_hot", "count", "tfidf")
+MODEL_TYPES = ("unigram", "bpe")  # SentencePiece's model types that train on raw text
+# metric.<name>.average: how per-class scores combine.
+AVERAGES = ("macro", "weighted", "micro")
 
 # kmexp's full-batch optimizer (conf/optimizer/lbfgs.yaml), which trains outside Keras' distributed loop.
 LBFGS_TARGET = "kmexp.optim.LBFGS"
@@ -46,23 +51,6 @@ _AT_LEAST_ONE = frozenset({
 })
 _NON_NEGATIVE = frozenset({"weight_decay", "initial_accumulator_value", "tolerance_grad", "tolerance_change"})
 _FRACTIONS = frozenset({"beta_1", "beta_2", "momentum", "rho", "dropout"})  # in [0, 1)
-
-
-def register_configs() -> None:
-    """Everything that must exist before Hydra composes a config: the schemas and the resolvers."""
-    store_schemas()
-    register_resolvers()
-    register_code_resolver()
-    register_sweep_resolvers()
-
-
-def register_code_resolver() -> None:
-    """`${kmexp.codes:...}`: a `language.codes` value as a list, with `all` expanded to the 205 codes.
-
-    Registered here rather than in kmexp.languages, which stays independent of
-    where the SIB-200 manifest lives; conf/language/multi.yaml uses it.
-    """
-    OmegaConf.register_new_resolver("kmexp.codes", lambda value: expand_codes(value, sib200_codes()), replace=True)
 
 
 def validate(cfg: DictConfig) -> None:
@@ -87,8 +75,6 @@ def validate(cfg: DictConfig) -> None:
         *_check_model(cfg.model, cfg.encoder),
         *_check_encoder(cfg.encoder),
         *_check_segmentation(cfg.encoder.preprocessor, cfg.language),
-        *_check_activation(cfg.activation),
-        *_check_loss(cfg.loss),
         *_check_metrics(cfg.metric),
         *_check_device(cfg),
     ]
@@ -97,6 +83,17 @@ def validate(cfg: DictConfig) -> None:
             "device.jit_compile=true cannot compile sparse features; "
             "set encoder.preprocessor.sparse=false or device.jit_compile=false"
         )
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
+def validate_targets(cfg: DictConfig) -> None:
+    """Raise one ConfigError listing every chosen class that cannot work: the activation and the loss.
+
+    These checks import the class a ``_target_`` names, and with it Keras and
+    TensorFlow, so they run when the job starts rather than in ``validate``.
+    """
+    problems = [*_check_activation(cfg.activation), *_check_loss(cfg.loss)]
     if problems:
         raise ConfigError("; ".join(problems))
 
@@ -282,6 +279,8 @@ def _check_encoder(encoder: DictConfig) -> list[str]:
 
 def _check_activation(activation: DictConfig) -> list[str]:
     """A Keras layer; `activation` (for keras.layers.Activation) must be a name keras.activations knows."""
+    import keras
+
     problems = _check_class("activation._target_", activation._target_, keras.layers.Layer, "a Keras layer")
     if "activation" in activation:
         problems += _check_choice("activation.activation", activation.activation, _keras_activation_names())
@@ -292,6 +291,8 @@ def _check_activation(activation: DictConfig) -> list[str]:
 
 def _keras_activation_names() -> list[str]:
     """Every activation keras.activations has by name, e.g. relu, gelu, mish."""
+    import keras
+
     helpers = {"get", "serialize", "deserialize"}
     return sorted(name for name in dir(keras.activations) if not name.startswith("_") and name not in helpers)
 
@@ -306,6 +307,8 @@ def _check_loss(loss: DictConfig) -> list[str]:
     as probabilities); label smoothing a share in [0, 1); focal `gamma` >= 0 and
     `alpha` a class weight in [0, 1].
     """
+    import keras
+
     problems = _check_class("loss._target_", loss._target_, keras.losses.Loss, "a Keras loss class")
     if problems:
         return problems

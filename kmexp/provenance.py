@@ -1,54 +1,13 @@
-"""What a run writes about itself: provenance, and files written whole or not at all."""
+"""Where a run's numbers come from: the code's git commit, the package versions, the process and host."""
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import socket
 import subprocess
-import tempfile
 from importlib import metadata
 from pathlib import Path
-
-METRICS_FILE = "metrics.json"  # every run's record; sweeps, reports and kmexp-predict read it back
-
-
-def read_json(path: Path) -> dict | list | None:
-    """A JSON file's content, or None if it is missing or unreadable (a run may have died before writing it)."""
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def write_json(path: Path, payload: dict) -> None:
-    """Write JSON through a temporary file and a rename, so readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(payload, f, indent=2, ensure_ascii=False, default=str)
-            f.write("\n")
-        os.chmod(tmp, 0o644)  # mkstemp makes the file private; results are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def save_model(model, path: Path) -> None:
-    """Save a Keras model through a temporary file and a rename, so an interrupted save leaves no half file."""
-    path = Path(path)
-    # Keras picks the format from the suffix, so the temporary name keeps ".keras".
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-    try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def git_commit(folder: Path | None = None, timeout_s: float = 5.0) -> dict | None:

@@ -1,0 +1,64 @@
+"""The private APIs of Keras, TensorFlow and Hydra that kmexp relies on, in one place.
+
+Each has no public equivalent; each is covered by a test, so an upgrade that
+moves one fails here first. Imports happen inside the functions: this module
+is imported by light modules too, and TensorFlow must not load with them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+
+@contextlib.contextmanager
+def forget_traced_gradients() -> Iterator[None]:
+    """Drop the gradient functions that tracing registered while the block ran, once it ends.
+
+    Keras' TensorFlow optimizer sums dense gradients with the strategy's ``all_reduce``,
+    even with one replica, and that wraps them in ``tf.custom_gradient``. Each trace
+    registers its gradient function in TensorFlow's global gradient registry, under a
+    new ``CustomGradient-<n>`` name, and nothing ever removes it. The function holds
+    the traced train step, and that holds the model's variables and optimizer slots,
+    so every run in one process (a sweep's jobs, a notebook's loop) kept the last one's
+    ~7 MB (benchmarks/results/sweep_memory.md). A registered gradient is only looked up
+    while TensorFlow differentiates the graph that uses it, so the run's own entries
+    are not needed once the run is over. Entries registered by anything else stay.
+    """
+    # TensorFlow offers no public way to unregister a gradient: its registry is a private dict.
+    from tensorflow.python.framework import ops
+
+    registry = ops._gradient_registry._registry
+    before = set(registry)
+    try:
+        yield
+    finally:
+        for name in set(registry) - before:
+            if name.startswith("CustomGradient-"):
+                del registry[name]
+
+
+def null_lookup_initializer(key_dtype, value_dtype):
+    """Keras' placeholder initializer for a lookup table that is filled later (``StringLookup`` builds with it)."""
+    from keras.src.layers.preprocessing.index_lookup import get_null_initializer
+
+    return get_null_initializer(key_dtype, value_dtype)
+
+
+def initial_epoch(model) -> int:
+    """The epoch ``model.fit`` starts from: 0, or what ``set_initial_epoch`` set."""
+    return getattr(model, "_initial_epoch", None) or 0
+
+
+def set_initial_epoch(model, epoch: int) -> None:
+    """Make ``model.fit`` start at ``epoch``: the attribute Keras' own BackupAndRestore sets."""
+    model._initial_epoch = epoch
+
+
+def count_grid_jobs(overrides: list[str]) -> int:
+    """How many jobs Hydra's basic sweeper makes of these overrides (its own splitting rule)."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    return sum(len(batch) for batch in BasicSweeper.split_arguments(parsed, None))

@@ -1,0 +1,166 @@
+"""One experiment, top to bottom: data -> encoder -> network -> fit -> evaluate -> save.
+
+``run(cfg, run_dir, logger)`` is called by ``kmexp.train.train`` once the config
+has passed its checks; it imports TensorFlow, which is why it lives apart.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+from omegaconf import DictConfig
+
+from kmexp.builders import (
+    build_data,
+    build_embedder,
+    build_loss,
+    build_metrics,
+    build_network,
+    build_optimizer,
+    build_preprocessor,
+)
+from kmexp.compat import forget_traced_gradients
+from kmexp.config.validation import validate_distributed, validate_targets
+from kmexp.data import Split
+from kmexp.devices import build_device, device_record
+from kmexp.encoders.vocab import batches
+from kmexp.metrics import classification_report
+from kmexp.network import export_model
+from kmexp.runs import BACKUP_DIR, HISTORY_FILE, MODEL_FILE, Objective, save_model
+from kmexp.training.callbacks import DevScores, EpochLogger, HistoryCSV, StopOnNonFiniteLoss
+from kmexp.training.loops import concat_rows, fit
+from kmexp.training.resume import TrainingBackup
+
+log = logging.getLogger(__name__)
+
+# Texts preprocessed (or scored) per call: large enough to amortize each call, small enough to bound memory.
+_PREPROCESS_BATCH = 1024
+
+
+def run(cfg: DictConfig, run_dir: Path, logger) -> dict:
+    """Train, evaluate and save the model that ``cfg`` describes; return the ``RunRecord`` fields it fills."""
+    # Frees the run's traced train step once the run ends, for the next run in this process.
+    with forget_traced_gradients():
+        return _experiment(cfg, run_dir, logger)
+
+
+def _experiment(cfg: DictConfig, run_dir: Path, logger) -> dict:
+    # Many runs can share a process (a sweep's jobs, a notebook): each starts from a blank Keras
+    # state (layer-name counters, global settings), as a fresh process does.
+    keras.backend.clear_session()
+    # Seed Python, NumPy and the backend before anything random happens.
+    keras.utils.set_random_seed(cfg.seed)
+    validate_targets(cfg)  # the classes the config names: importing them needs Keras
+    strategy = build_device(cfg.device)
+    validate_distributed(cfg)  # after build_device: missing hardware is reported before these settings
+
+    splits = build_data(cfg.data).load()
+    labels = splits.labels
+    # The vocabulary (and idf) come from the training split only: dev and test stay unseen.
+    preprocessor = build_preprocessor(cfg.encoder.preprocessor, splits.train.texts)
+    train_features, train_targets = _features(preprocessor, splits.train, labels)
+    dev_features, dev_targets = _features(preprocessor, splits.dev, labels)
+
+    with strategy.scope():
+        embedder = build_embedder(cfg.encoder.embedder, preprocessor)
+        features = preprocessor.compute_output_spec(keras.KerasTensor((None,), dtype="string"))
+        network = build_network(cfg.model, cfg.activation, embedder, features, len(labels))
+        optimizer = build_optimizer(cfg.optimizer)
+        loss = build_loss(cfg.loss)
+    metrics = build_metrics(cfg.metric)
+    objective = next(iter(metrics))
+
+    # Model selection looks at dev only; test is scored once, at the end.
+    early_stopping = _early_stopping(cfg.trainer, objective)
+    # A rerun into this run folder resumes from the backup of the last finished epoch.
+    backup = TrainingBackup(run_dir / BACKUP_DIR, early_stopping, cfg.trainer.backup_interval_s)
+    callbacks = [
+        DevScores(dev_features, dev_targets, loss, metrics),
+        StopOnNonFiniteLoss(),  # before the backup: a NaN epoch is never backed up
+        early_stopping,
+        HistoryCSV(run_dir / HISTORY_FILE),
+        EpochLogger(logger, cfg.trainer.epochs),
+        backup,  # last: it restores early stopping's state after EarlyStopping resets it
+    ]
+    train_started = time.perf_counter()
+    fit(
+        network, optimizer, loss, train_features, train_targets, cfg.trainer, cfg.seed, callbacks,
+        cfg.device.jit_compile,
+    )
+    train_seconds = time.perf_counter() - train_started
+
+    # Export and evaluate the end-to-end model, so the scores are those of the saved file.
+    model = export_model(preprocessor, network)
+    save_model(model, run_dir / MODEL_FILE)
+    dev, test = _evaluate(model, [splits.dev, splits.test], labels, metrics)
+    # One entry per language tested on its own: language=multi's languages, then eval_languages.
+    per_language = _evaluate_languages(model, splits.eval_tests, labels, metrics)
+    return {
+        "objective": Objective(name=objective, split="dev", value=dev[objective]),
+        "labels": labels,
+        "dev": dev,
+        "test": test,
+        "eval": per_language,
+        # Counted from epoch 1 even when resumed: history holds only the epochs run since.
+        "epochs_run": backup.epochs_done,
+        "resumed_from_epoch": backup.resumed_from,
+        "best_epoch": early_stopping.best_epoch + 1,
+        "data": {**splits.info, "sizes": {name: len(getattr(splits, name).texts) for name in ("train", "dev", "test")}},
+        "seconds": {"train": round(train_seconds, 3)},
+        # After training, so that it holds the peak GPU memory of the run (benchmarks/gpu_check.sh prints it).
+        "device": device_record(strategy),
+    }
+
+
+def _early_stopping(trainer: DictConfig, objective: str) -> keras.callbacks.EarlyStopping:
+    """Stop when the dev loss (or the dev objective) stops improving, and restore the best epoch."""
+    monitor = f"val_{objective}" if trainer.monitor == "objective" else "val_loss"
+    return keras.callbacks.EarlyStopping(
+        monitor=monitor, mode="min" if monitor == "val_loss" else "max", patience=trainer.patience,
+        restore_best_weights=True,
+    )
+
+
+def _targets(split: Split, labels: list[str]) -> np.ndarray:
+    index = {label: i for i, label in enumerate(labels)}
+    return keras.utils.to_categorical([index[label] for label in split.labels], len(labels))
+
+
+def _features(preprocessor, split: Split, labels: list[str]) -> tuple[tf.Tensor | tf.SparseTensor, np.ndarray]:
+    """A split's features and one-hot targets, computed once.
+
+    The preprocessor is fixed after adapting, so its output is computed a single
+    time, eagerly and on the CPU (string ops have no GPU kernels), in chunks that
+    bound memory: no graph to trace, and each epoch only reshuffles the result.
+    """
+    with tf.device("/cpu:0"):
+        parts = [preprocessor(chunk) for chunk in batches(split.texts, _PREPROCESS_BATCH)]
+    return concat_rows(parts), _targets(split, labels)
+
+
+def _evaluate(model: keras.Model, splits: list[Split], labels: list[str], metrics: dict) -> list[dict]:
+    """Score each split with the exported end-to-end model, called eagerly on raw strings."""
+    index = {label: i for i, label in enumerate(labels)}
+    reports = []
+    for split in splits:
+        probabilities = np.concatenate([model(chunk, training=False).numpy() for chunk in batches(split.texts, _PREPROCESS_BATCH)])
+        y_true = np.array([index[label] for label in split.labels])
+        reports.append(classification_report(y_true, probabilities.argmax(1), labels, metrics))
+    return reports
+
+def _evaluate_languages(model: keras.Model, tests: dict[str, Split], labels: list[str], metrics: dict) -> dict:
+    """Each language's test scores, by SIB-200 code: the scalar metrics and the support.
+
+    Per-class scores and confusion matrices are left out: over 205 languages they
+    would swamp metrics.json, and the pooled `test` keeps them.
+    """
+    reports = _evaluate(model, list(tests.values()), labels, metrics)
+    return {
+        code: {**{name: value for name, value in report.items() if isinstance(value, float)}, "support": len(split.texts)}
+        for (code, split), report in zip(tests.items(), reports, strict=True)
+    }

@@ -1,0 +1,10 @@
+"""``import kmexp.layers`` registers kmexp's Keras layers, so ``keras.models.load_model`` can rebuild a saved model.
+
+    import keras
+    import kmexp.layers  # noqa: F401
+    model = keras.models.load_model("model.keras")
+
+``kmexp.load_model(path)`` does both. Importing this module imports TensorFlow.
+"""
+
+import kmexp.encoders  # noqa: F401  (each layer registers itself when its module is imported)

@@ -1,0 +1,52 @@
+"""The network: the trainable head over the encoder's features, and the end-to-end model that is saved."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import keras
+
+
+def build(
+    features: keras.KerasTensor,
+    embedder: keras.layers.Layer | None,
+    n_labels: int,
+    *,
+    hidden_units: list[int],
+    dropout: float,
+    l2: float,
+    activation: Callable[[], keras.layers.Layer],
+) -> keras.Model:
+    """Features (or ids) -> [embedder] -> hidden layers -> one logit per label.
+
+    ``features`` describes the preprocessor's output (shape, dtype, sparse);
+    ``activation`` makes a fresh activation layer for each hidden layer. The
+    network returns logits, which every loss takes; the exported model turns them
+    into probabilities. The output layer computes in float32 so that scores stay
+    exact under mixed precision.
+    """
+    regularizer = keras.regularizers.L2(l2) if l2 > 0 else None
+    layers: list[keras.layers.Layer] = [
+        keras.Input(shape=features.shape[1:], dtype=features.dtype, sparse=features.sparse)
+    ]
+    if embedder is not None:
+        layers.append(embedder)
+    # Dropout goes before every Dense layer, except on sparse bag features: Keras' Dropout takes
+    # dense tensors only, so there the first layer sees the whole input.
+    dense_input = embedder is not None or not features.sparse
+    for i, units in enumerate(hidden_units):
+        if dropout > 0 and (i > 0 or dense_input):
+            layers.append(keras.layers.Dropout(dropout))
+        layers.append(keras.layers.Dense(units, kernel_regularizer=regularizer))
+        layers.append(activation())
+    if dropout > 0 and (len(hidden_units) > 0 or dense_input):
+        layers.append(keras.layers.Dropout(dropout))
+    layers.append(keras.layers.Dense(n_labels, kernel_regularizer=regularizer, dtype="float32", name="logits"))
+    return keras.Sequential(layers, name="network")
+
+
+def export_model(preprocessor: keras.layers.Layer, network: keras.Model) -> keras.Model:
+    """The end-to-end model: raw strings in, label probabilities out."""
+    texts = keras.Input(shape=(), dtype="string", name="text")
+    probabilities = keras.layers.Softmax(dtype="float32", name="probabilities")(network(preprocessor(texts)))
+    return keras.Model(texts, probabilities, name="kmexp_text_classifier")

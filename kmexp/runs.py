@@ -1,0 +1,288 @@
+"""The run folder: what a run writes, under which names, and how it is read back.
+
+One module owns the layout, so no other module spells a file name or walks
+``metrics.json`` by hand::
+
+    <run>/metrics.json       RunRecord: status, scores, provenance (written whole, by rename)
+    <run>/model.keras        the end-to-end model: raw strings in, probabilities out
+    <run>/history.csv        one row per epoch, as Keras' CSVLogger writes them
+    <run>/backup/            the training state while a run trains (resume); removed at the end
+    <run>/.hydra/            Hydra's saved config, hydra config and overrides
+
+A sweep folder holds one run folder per job (``0/``, ``1/``, ...) and ``sweep.json``.
+``RunRecord`` reads every ``metrics.json`` written since kmexp 0.1: keys it does not
+know are kept in ``extra`` and written back unchanged.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+METRICS_FILE = "metrics.json"
+MODEL_FILE = "model.keras"
+HISTORY_FILE = "history.csv"
+# The training state at epoch ends (every trainer.backup_interval_s), so that a rerun into the same
+# run folder resumes; removed once training ends.
+BACKUP_DIR = "backup"
+SWEEP_FILE = "sweep.json"  # in a sweep folder: its group, number of jobs and command-line overrides
+HYDRA_DIR = ".hydra"
+OVERRIDES_FILE = "overrides.yaml"  # in HYDRA_DIR: the job's command-line overrides, as typed
+HYDRA_FILES = ("config.yaml", "hydra.yaml", OVERRIDES_FILE)  # what Hydra saves in HYDRA_DIR
+MULTIRUN_FILE = "multirun.yaml"  # in a sweep folder: the sweep's whole config, as Hydra saved it
+# Overrides that steer the sweep itself rather than the experiment: left out of a job's recorded overrides.
+CONTROL_KEYS = ("resume",)
+
+
+# --- writing files whole ------------------------------------------------------
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Create or replace ``path`` whole: ``write`` fills a temporary file beside it, then a rename.
+
+    Readers (a report, a resumed run, another job) never see half a file, and an
+    interrupted write leaves the old file, or none. The temporary name keeps the
+    suffix, because some writers (Keras' ``model.save``) pick the format from it.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes the file private; results are meant to be shared
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_text(path: Path, text: str) -> None:
+    """Replace a text file whole (UTF-8)."""
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def write_json(path: Path, payload: Any) -> None:
+    """Replace a JSON file whole (indented, UTF-8; values JSON cannot hold are written as strings)."""
+    write_text(path, json.dumps(payload, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    """A JSON file's content, or None if it is missing or unreadable (a run may have died before writing it)."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def save_model(model, path: Path) -> None:
+    """Save a Keras model whole (``model.save`` into a temporary ``.keras`` file, then a rename)."""
+    atomic_write(path, model.save)
+
+
+# --- metrics.json ---------------------------------------------------------------
+
+
+@dataclass
+class Objective:
+    """The score model selection maximizes: the first selected metric, on dev."""
+
+    name: str
+    split: str
+    value: float | None
+
+
+@dataclass
+class RunRecord:
+    """One run's ``metrics.json``.
+
+    Written at the end of every run, completed or not (``status``: running,
+    completed, failed, interrupted; ``error`` says why it did not complete).
+    Scores (``dev``, ``test``) are classification reports: each selected metric,
+    ``per_class`` and ``confusion_matrix``; ``eval`` holds each language tested on
+    its own (``language=multi``, ``eval_languages``), by SIB-200 code.
+    """
+
+    status: str = "running"
+    language: dict = field(default_factory=dict)  # the resolved language preset (tag, code, script, ...)
+    seed: int | None = None
+    overrides: list[str] = field(default_factory=list)  # the job's command-line overrides (secrets redacted)
+    choices: dict[str, str] = field(default_factory=dict)  # the option picked in each config group
+    group: str | None = None  # the sweep's id; None for a single run
+    versions: dict = field(default_factory=dict)
+    git: dict | None = None
+    pid: int | None = None
+    host: str | None = None
+    objective: Objective | None = None
+    labels: list[str] = field(default_factory=list)  # in model-output order
+    dev: dict = field(default_factory=dict)
+    test: dict = field(default_factory=dict)
+    eval: dict = field(default_factory=dict)
+    epochs_run: int | None = None  # counted from epoch 1, a resumed run's earlier epochs included
+    resumed_from_epoch: int | None = None
+    best_epoch: int | None = None  # from 1; the epoch whose weights were restored and saved
+    data: dict = field(default_factory=dict)  # provenance: files and their sha256, sizes, overlap
+    seconds: dict = field(default_factory=dict)  # total, train
+    device: dict | None = None
+    error: str | None = None  # why the run did not complete
+    kept_on_resume: bool = False  # a resumed sweep kept this completed job instead of rerunning it
+    extra: dict = field(default_factory=dict)  # keys this version does not know, kept as they were
+
+    @property
+    def completed(self) -> bool:
+        return self.status == "completed"
+
+    @property
+    def objective_value(self) -> float | None:
+        """The objective of a completed run; None otherwise."""
+        return self.objective.value if self.completed and self.objective is not None else None
+
+    def score(self, split: str, metric: str) -> float | None:
+        """A scalar metric on ``dev`` or ``test``; None when the run did not record it."""
+        value = {"dev": self.dev, "test": self.test}[split].get(metric)
+        return None if isinstance(value, bool) or not isinstance(value, (int, float)) else float(value)
+
+    def scalars(self, split: str) -> dict[str, float]:
+        """The scalar metrics of ``dev`` or ``test``, in selection order."""
+        return {name: value for name, value in {"dev": self.dev, "test": self.test}[split].items() if isinstance(value, float)}
+
+    def to_json(self) -> dict:
+        """The JSON object, in field order; ``error`` and ``kept_on_resume`` only when set."""
+        payload = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
+        payload["objective"] = None if self.objective is None else dataclasses.asdict(self.objective)
+        if self.objective is None:
+            del payload["objective"]
+        if self.error is None:
+            del payload["error"]
+        if not self.kept_on_resume:
+            del payload["kept_on_resume"]
+        return {**payload, **self.extra}
+
+    @classmethod
+    def from_json(cls, payload: dict) -> RunRecord:
+        """A record from a ``metrics.json`` object; keys it does not know go to ``extra``."""
+        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        values = {key: value for key, value in payload.items() if key in known}
+        objective = values.pop("objective", None)
+        if isinstance(objective, dict):
+            values["objective"] = Objective(
+                name=str(objective.get("name", "")), split=str(objective.get("split", "dev")), value=objective.get("value")
+            )
+        return cls(**values, extra={key: value for key, value in payload.items() if key not in known})
+
+    def write(self, run_dir: Path) -> None:
+        write_json(Path(run_dir) / METRICS_FILE, self.to_json())
+
+    @classmethod
+    def read(cls, run_dir: Path) -> RunRecord:
+        """``run_dir``'s record. Raises RecordError, saying why, when it is missing or unreadable."""
+        path = Path(run_dir) / METRICS_FILE
+        if not path.is_file():
+            raise RecordError(f"no {METRICS_FILE}")
+        try:
+            payload = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise RecordError(f"unreadable {METRICS_FILE}: {err}") from None
+        if not isinstance(payload, dict):
+            raise RecordError(f"unreadable {METRICS_FILE}: not a JSON object")
+        try:
+            return cls.from_json(payload)
+        except TypeError as err:
+            raise RecordError(f"unreadable {METRICS_FILE}: {err}") from None
+
+    @classmethod
+    def find(cls, run_dir: Path) -> RunRecord | None:
+        """``run_dir``'s record, or None when it has none (or an unreadable one)."""
+        try:
+            return cls.read(run_dir)
+        except RecordError:
+            return None
+
+
+class RecordError(ValueError):
+    """A run folder's ``metrics.json`` is missing or unreadable."""
+
+
+# --- job folders and overrides --------------------------------------------------
+
+
+def job_dirs(sweep_dir: Path) -> list[Path]:
+    """A sweep's job folders (those Hydra made: they hold ``.hydra/overrides.yaml``), in job-number order."""
+    found = [p.parent.parent for p in Path(sweep_dir).glob(f"*/{HYDRA_DIR}/{OVERRIDES_FILE}")]
+    return sorted(found, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
+
+
+def saved_overrides(job_dir: Path) -> list[str]:
+    """A job's command-line overrides as Hydra saved them (``.hydra/overrides.yaml``), or [] if unreadable.
+
+    Read as written: resolving would turn ``+note=${oc.env:MY_API_TOKEN}`` into the secret, or fail
+    where the variable is not set.
+    """
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        saved = OmegaConf.to_container(OmegaConf.load(Path(job_dir) / HYDRA_DIR / OVERRIDES_FILE), resolve=False)
+    except (OSError, ValueError, OmegaConfBaseException):
+        return []
+    return [str(item) for item in saved] if isinstance(saved, list) else []
+
+
+def experiment_overrides(overrides: list[str]) -> list[str]:
+    """A job's overrides without the sweep-control ones (``resume=...``)."""
+    return [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in CONTROL_KEYS]
+
+
+def override_values(overrides) -> dict[str, str]:
+    """``["optimizer=sgd", "+x=1"]`` -> ``{"optimizer": "sgd", "x": "1"}`` (Hydra's ``+``/``~`` prefixes dropped)."""
+    values = {}
+    for item in overrides:
+        key, _, value = str(item).partition("=")
+        values[key.lstrip("+~")] = value
+    return values
+
+
+def completed_record(run_dir: Path, overrides: list[str]) -> RunRecord | None:
+    """The record of an earlier, completed run of this same job in ``run_dir``, if there is one.
+
+    Resuming keeps a job only when its folder holds a completed run with the same
+    overrides: a folder from a different sweep at the same job number is rerun.
+    """
+    record = RunRecord.find(run_dir)
+    if record is None or not record.completed:
+        return None
+    if experiment_overrides(record.overrides) != experiment_overrides(overrides):
+        return None
+    return record
+
+
+def keep_completed(run_dir: Path, record: RunRecord) -> None:
+    """Mark a completed run that a resumed sweep keeps instead of rerunning."""
+    dataclasses.replace(record, kept_on_resume=True).write(run_dir)
+
+
+def read_history(run_dir: Path) -> dict[str, list[float]]:
+    """The per-epoch columns of ``history.csv`` (NaN where a value is not a number); empty when there is none."""
+    try:
+        with open(Path(run_dir) / HISTORY_FILE, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except OSError:
+        return {}
+    columns: dict[str, list[float]] = {}
+    for row in rows:
+        for key, value in row.items():
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                number = math.nan
+            columns.setdefault(key, []).append(number)
+    return columns

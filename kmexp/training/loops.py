@@ -1,0 +1,83 @@
+"""The training loops: Keras' ``fit`` over shuffled mini-batches, and full-batch L-BFGS.
+
+Both drive the same Keras callbacks (``kmexp.training.callbacks``), so dev
+scoring, early stopping, ``history.csv``, backups and the logger work the same way.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+from omegaconf import DictConfig
+
+from kmexp.optim import LBFGS
+from kmexp.training.callbacks import NonFiniteLoss
+from kmexp.training.resume import SkipShuffles, resumed_epoch
+
+
+def concat_rows(parts: list) -> tf.Tensor | tf.SparseTensor:
+    """Stack batches of features (dense or sparse) into one."""
+    if isinstance(parts[0], tf.SparseTensor):
+        return tf.sparse.concat(axis=0, sp_inputs=parts)
+    return tf.concat(parts, axis=0)
+
+
+def fit(network: keras.Model, optimizer, loss, features, targets: np.ndarray, trainer: DictConfig, seed: int,
+        callbacks: list, jit_compile: bool):
+    """Train ``network`` on precomputed features and one-hot targets; return its ``keras.callbacks.History``.
+
+    ``trainer`` is the ``trainer`` config subtree (epochs, batch size, steps per execution).
+    """
+    if isinstance(optimizer, LBFGS):
+        return fit_full_batch(network, optimizer, loss, features, targets, trainer.epochs, callbacks)
+    network.compile(
+        optimizer=optimizer, loss=loss, jit_compile=jit_compile, steps_per_execution=trainer.steps_per_execution
+    )
+    train = minibatches(features, targets, trainer.batch_size, seed)
+    callbacks = [*callbacks, SkipShuffles(train)]
+    return network.fit(train, epochs=trainer.epochs, callbacks=callbacks, verbose=0, shuffle=False)
+
+
+def minibatches(features, targets: np.ndarray, batch_size: int, seed: int) -> tf.data.Dataset:
+    """Shuffled batches of (features, one-hot targets), reshuffled every epoch."""
+    return (
+        tf.data.Dataset.from_tensor_slices((features, targets))
+        .shuffle(len(targets), seed=seed, reshuffle_each_iteration=True)
+        .batch(batch_size)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+
+def fit_full_batch(network: keras.Model, optimizer: LBFGS, loss, features, targets: np.ndarray, epochs: int,
+                   callbacks: list):
+    """Full-batch training with L-BFGS: each epoch is ``optimizer.iterations_per_epoch`` iterations.
+
+    The loss is the deterministic full-batch loss (dropout off, inference mode),
+    because L-BFGS's line search needs the same function at every evaluation.
+    A run resumed from a backup starts at the restored epoch with the restored
+    weights; L-BFGS's curvature pairs are not backed up, so its first steps after
+    resuming are gradient steps again (the run converges, on a slightly different path).
+    """
+    targets = tf.constant(targets, dtype=tf.float32)
+
+    def objective():
+        return loss(targets, network(features, training=False)) + sum(network.losses, 0.0)
+
+    history = keras.callbacks.History()
+    callback_list = keras.callbacks.CallbackList([*callbacks, history], model=network)
+    network.stop_training = False
+    callback_list.on_train_begin()
+    for epoch in range(resumed_epoch(network), epochs):
+        callback_list.on_epoch_begin(epoch)
+        try:
+            result = optimizer.minimize(objective, network.trainable_variables)
+        except FloatingPointError as err:
+            # L-BFGS's line search only accepts lower, finite losses: a non-finite one can only be
+            # where the epoch starts. Same error as StopOnNonFiniteLoss raises for model.fit.
+            raise NonFiniteLoss(f"training loss became non-finite at epoch {epoch + 1} (L-BFGS: {err})") from None
+        callback_list.on_epoch_end(epoch, {"loss": result["loss"]})
+        if network.stop_training or result["converged"]:
+            break
+    callback_list.on_train_end()
+    return history
