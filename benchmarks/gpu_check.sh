@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One default kmexp job on one GPU, in float32 and in mixed_float16: samples per second and peak GPU memory.
 #
-#   KMEXP_DATA_DIR=../shared/sib200 bash benchmarks/gpu_check.sh [extra overrides...]
+#   KMEXP_DATA_DIR=/path/to/sib200 bash benchmarks/gpu_check.sh [extra overrides...]
 #
 # Samples per second = train examples x epochs run / train seconds (metrics.json). Peak GPU memory is
 # what TensorFlow allocated on GPU:0 during the job (metrics.json device.gpu_peak_bytes; memory growth

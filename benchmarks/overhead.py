@@ -22,8 +22,8 @@ the parts plain Keras does not do, reported as medians). W&B is imported lazily,
 when its run starts, so its import counts after imports: it is part of what
 ``logger=wandb`` costs.
 
-    KMEXP_DATA_DIR=../shared/sib200 python benchmarks/overhead.py                  # fr, 5 repeats
-    KMEXP_DATA_DIR=../shared/sib200 python benchmarks/overhead.py --languages fr zh --repeats 3
+    KMEXP_DATA_DIR=/path/to/sib200 python benchmarks/overhead.py                  # fr, 5 repeats
+    KMEXP_DATA_DIR=/path/to/sib200 python benchmarks/overhead.py --languages fr zh --repeats 3
 
 Writes ``benchmarks/results/overhead.md``.
 """

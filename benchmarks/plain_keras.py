@@ -14,8 +14,8 @@ error reporting off, as kmexp's default), the loss and dev loss of each epoch,
 the dev and test accuracy in the summary, then finish. That measures what W&B
 itself costs, apart from kmexp.
 
-    KMEXP_DATA_DIR=../shared/sib200 python benchmarks/plain_keras.py --code fra_Latn --out /tmp/plain
-    KMEXP_DATA_DIR=../shared/sib200 python benchmarks/plain_keras.py --code fra_Latn --out /tmp/plain --wandb
+    KMEXP_DATA_DIR=/path/to/sib200 python benchmarks/plain_keras.py --code fra_Latn --out /tmp/plain
+    KMEXP_DATA_DIR=/path/to/sib200 python benchmarks/plain_keras.py --code fra_Latn --out /tmp/plain --wandb
 
 The last line printed is JSON: seconds after imports, epochs run, dev and test accuracy.
 """

@@ -7,8 +7,8 @@ VmRSS and the job's seconds as each job ends. The result: the series, and the
 least-squares slope of resident memory over jobs 3..N (MB per job), which should
 be flat: the first jobs load TensorFlow's kernels and caches once.
 
-    KMEXP_DATA_DIR=../shared/sib200 python benchmarks/sweep_memory.py              # 20 jobs: seed=0..19, fr
-    KMEXP_DATA_DIR=../shared/sib200 python benchmarks/sweep_memory.py --jobs 5 -- encoder=onehot
+    KMEXP_DATA_DIR=/path/to/sib200 python benchmarks/sweep_memory.py              # 20 jobs: seed=0..19, fr
+    KMEXP_DATA_DIR=/path/to/sib200 python benchmarks/sweep_memory.py --jobs 5 -- encoder=onehot
 
 The sweep run is ``python -m kmexp -m seed=0,...,19 language=fr logger=none`` plus
 the callback (``PYTHONPATH=benchmarks``). Writes ``benchmarks/results/sweep_memory.md``.

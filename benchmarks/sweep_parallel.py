@@ -11,8 +11,8 @@ the job. Both sweeps must reach the same dev objective for each seed.
 With 2 cores, 2 workers can at best halve the time: TensorFlow already spreads
 one job's ops over both cores, and each worker pays its own imports.
 
-    KMEXP_DATA_DIR=../shared/sib200 python benchmarks/sweep_parallel.py              # 8 jobs, 2 workers
-    KMEXP_DATA_DIR=../shared/sib200 python benchmarks/sweep_parallel.py --jobs 4 --workers 2 --repeats 2
+    KMEXP_DATA_DIR=/path/to/sib200 python benchmarks/sweep_parallel.py              # 8 jobs, 2 workers
+    KMEXP_DATA_DIR=/path/to/sib200 python benchmarks/sweep_parallel.py --jobs 4 --workers 2 --repeats 2
 
 Needs the ``parallel`` extra (hydra-joblib-launcher). Writes ``benchmarks/results/sweep_parallel.md``.
 """

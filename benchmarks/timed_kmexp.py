@@ -7,7 +7,7 @@ backup, ``history.csv``, the progress lines, the provenance records,
 config checks, and the callback that redacts Hydra's saved files. The last line
 printed is JSON: ``seconds_after_imports`` and the seconds of each part.
 
-    KMEXP_DATA_DIR=../shared/sib200 python benchmarks/timed_kmexp.py language=fr hydra.run.dir=/tmp/run
+    KMEXP_DATA_DIR=/path/to/sib200 python benchmarks/timed_kmexp.py language=fr hydra.run.dir=/tmp/run
 
 ``overhead.py`` starts kmexp through this file; the timers cost microseconds.
 """
