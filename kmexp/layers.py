@@ -2,7 +2,7 @@
 
     import keras
     import kmexp.layers  # noqa: F401
-    model = keras.models.load_model("model.keras")
+    model = keras.models.load_model(path)
 
 ``kmexp.load_model(path)`` does both. Importing this module imports TensorFlow.
 """

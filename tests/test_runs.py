@@ -1,0 +1,95 @@
+"""The run folder (kmexp.runs): RunRecord reads and writes metrics.json, job folders, atomic writes."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from kmexp.runs import (
+    METRICS_FILE,
+    RecordError,
+    RunRecord,
+    atomic_write,
+    completed_record,
+    job_dirs,
+    keep_completed,
+    read_history,
+    write_json,
+)
+
+# A metrics.json as kmexp 0.1.0 wrote it before RunRecord existed (a real `language=sw` run;
+# the data paths, host and commit were made neutral).
+OLD_RECORD = Path(__file__).parent / "data" / "metrics_0.1.0.json"
+
+
+def test_a_metrics_json_written_before_runrecord_reads_and_writes_back_unchanged(tmp_path):
+    payload = json.loads(OLD_RECORD.read_text(encoding="utf-8"))
+    (tmp_path / METRICS_FILE).write_text(json.dumps(payload), encoding="utf-8")
+    record = RunRecord.read(tmp_path)
+    assert record.completed and record.language["code"] == "swh_Latn"
+    assert record.objective.name == "accuracy" and record.objective_value == payload["objective"]["value"]
+    assert record.score("test", "macro_f1") == payload["test"]["macro_f1"]
+    assert list(record.scalars("dev")) == ["accuracy", "macro_f1"]
+    assert record.labels == payload["labels"] and record.extra == {}
+    record.write(tmp_path / "again")
+    assert json.loads((tmp_path / "again" / METRICS_FILE).read_text(encoding="utf-8")) == payload
+
+
+def test_keys_a_version_does_not_know_are_kept(tmp_path):
+    write_json(tmp_path / METRICS_FILE, {"status": "failed", "error": "ValueError: x", "from_the_future": [1, 2]})
+    record = RunRecord.read(tmp_path)
+    assert record.status == "failed" and record.error == "ValueError: x" and record.objective_value is None
+    assert record.to_json()["from_the_future"] == [1, 2]
+
+
+@pytest.mark.parametrize(
+    ("content", "says"), [(None, "no metrics.json"), ("{not json", "unreadable metrics.json"), ("[1]", "not a JSON object")]
+)
+def test_a_missing_or_broken_record_is_an_error_that_says_why(tmp_path, content, says):
+    if content is not None:
+        (tmp_path / METRICS_FILE).write_text(content, encoding="utf-8")
+    with pytest.raises(RecordError, match=says):
+        RunRecord.read(tmp_path)
+    assert RunRecord.find(tmp_path) is None
+
+
+def test_a_resumed_sweep_keeps_only_a_completed_run_of_the_same_job(tmp_path):
+    RunRecord(status="completed", overrides=["seed=1", "resume=/s"]).write(tmp_path)
+    assert completed_record(tmp_path, ["seed=1"]) is not None  # resume=... steers the sweep, not the job
+    assert completed_record(tmp_path, ["seed=2"]) is None
+    keep_completed(tmp_path, completed_record(tmp_path, ["seed=1"]))
+    assert RunRecord.read(tmp_path).kept_on_resume is True
+
+
+def test_job_folders_come_in_job_number_order(tmp_path):
+    for name in ("10", "2", "0", "notes"):
+        (tmp_path / name / ".hydra").mkdir(parents=True)
+        (tmp_path / name / ".hydra" / "overrides.yaml").write_text("[]\n")
+    (tmp_path / "3").mkdir()  # not a job: Hydra made no .hydra/ there
+    assert [p.name for p in job_dirs(tmp_path)] == ["0", "2", "10", "notes"]
+
+
+def test_an_interrupted_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    target = tmp_path / METRICS_FILE
+    write_json(target, {"status": "completed"})
+
+    def half_then_fail(tmp: Path) -> None:
+        tmp.write_text('{"status": "runn', encoding="utf-8")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(target, half_then_fail)
+    assert json.loads(target.read_text()) == {"status": "completed"}
+    assert os.listdir(tmp_path) == [METRICS_FILE]
+    assert oct(target.stat().st_mode & 0o777) == "0o644"
+
+
+def test_history_columns_read_back_with_nan_for_gaps(tmp_path):
+    (tmp_path / "history.csv").write_text("epoch,loss,val_accuracy\n1,0.5,0.7\n2,NA,0.8\n", encoding="utf-8")
+    columns = read_history(tmp_path)
+    assert columns["epoch"] == [1.0, 2.0] and columns["val_accuracy"] == [0.7, 0.8]
+    assert columns["loss"][0] == 0.5 and columns["loss"][1] != columns["loss"][1]  # NaN
+    assert read_history(tmp_path / "nowhere") == {}
