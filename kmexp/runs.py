@@ -9,7 +9,8 @@ One module owns the layout, so no other module spells a file name or walks
     <run>/backup/            the training state while a run trains (resume); removed at the end
     <run>/.hydra/            Hydra's saved config, hydra config and overrides
 
-A sweep folder holds one run folder per job (``0/``, ``1/``, ...) and ``sweep.json``.
+A sweep folder holds one run folder per job (``0/``, ``1/``, ...), ``sweep.json``, and
+the report: ``results.csv``, ``report.md``, ``report.html`` and ``report_plots/``.
 ``RunRecord`` reads every ``metrics.json`` written since kmexp 0.1: keys it does not
 know are kept in ``extra`` and written back unchanged.
 """
@@ -34,6 +35,11 @@ HISTORY_FILE = "history.csv"
 # run folder resumes; removed once training ends.
 BACKUP_DIR = "backup"
 SWEEP_FILE = "sweep.json"  # in a sweep folder: its group, number of jobs and command-line overrides
+# The sweep report (kmexp.report), in the sweep folder.
+RESULTS_FILE = "results.csv"
+MARKDOWN_FILE = "report.md"
+HTML_FILE = "report.html"
+PLOTS_DIR = "report_plots"
 HYDRA_DIR = ".hydra"
 OVERRIDES_FILE = "overrides.yaml"  # in HYDRA_DIR: the job's command-line overrides, as typed
 HYDRA_FILES = ("config.yaml", "hydra.yaml", OVERRIDES_FILE)  # what Hydra saves in HYDRA_DIR

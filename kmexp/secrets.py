@@ -35,7 +35,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from kmexp.runs import HYDRA_FILES
+from kmexp.runs import HYDRA_FILES, atomic_write
 
 SECRET_NAME = re.compile("KEY|TOKEN|SECRET", re.IGNORECASE)
 MIN_SECRET_LENGTH = 6
@@ -88,7 +88,7 @@ class Secrets:
         saved = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
         redacted = self.data(saved)
         if redacted != saved:
-            OmegaConf.save(OmegaConf.create(redacted), path)
+            atomic_write(path, lambda tmp: OmegaConf.save(OmegaConf.create(redacted), tmp))
 
     def hydra_files(self, output_dir: Path) -> None:
         """Redact a job's ``.hydra/config.yaml``, ``hydra.yaml`` and ``overrides.yaml``."""

@@ -31,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from kmexp import compat
 from kmexp.runs import (
+    HTML_FILE,
     MULTIRUN_FILE,
     SWEEP_FILE,
     RecordError,
@@ -181,5 +182,5 @@ class SweepCallback(Callback):
             message = f"kmexp: error: the sweep report could not be written: {type(err).__name__}: {err}"
             print(Secrets.from_environ().text(message), file=sys.stderr)
             return
-        print(f"[kmexp sweep] report: {sweep_dir / 'report.html'} ({len(report.rows)} jobs)", flush=True)
+        print(f"[kmexp sweep] report: {sweep_dir / HTML_FILE} ({len(report.rows)} jobs)", flush=True)
 

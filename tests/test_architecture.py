@@ -113,7 +113,7 @@ def test_private_apis_of_other_libraries_are_used_in_compat_only():
 
 def test_no_module_spells_a_run_file_name_but_runs():
     """metrics.json, model.keras and history.csv are named in kmexp.runs; elsewhere only in prose."""
-    literal = re.compile(r"""["'](?:metrics\.json|model\.keras|history\.csv|overrides\.yaml|sweep\.json)["']""")
+    literal = re.compile(r"""["'](?:metrics\.json|model\.keras|history\.csv|overrides\.yaml|sweep\.json|report\.html|results\.csv)["']""")
     users = sorted(module_name(p) for p in PACKAGE.rglob("*.py") if literal.search(p.read_text(encoding="utf-8")))
     assert users == ["kmexp.runs"]
 

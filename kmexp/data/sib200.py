@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import os
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -29,6 +27,7 @@ from kmexp.data.files import read_split
 from kmexp.data.splits import Split, Splits, concat_splits, make_splits
 from kmexp.errors import ConfigError, DataError
 from kmexp.languages import check_code, check_codes, expand_codes
+from kmexp.runs import atomic_write
 
 # The upstream commit that the shipped sums (sib200.sha256) were taken from.
 SIB200_COMMIT = "593cea88519930f776c1a4a1980b6a35b39dca57"
@@ -191,26 +190,26 @@ def _pooled(splits: list[Split], codes: list[str]) -> Split:
 def download_file(url: str, dest: Path, sha256: str, timeout_s: float) -> Path:
     """Download `url` to `dest` only if its bytes hash to `sha256`.
 
-    The bytes go to a temporary file in dest's folder (same file system, so
-    `os.replace` is atomic) and are moved into place only after the check.
+    The bytes go to a temporary file in dest's folder and are moved into place
+    only after the check (``kmexp.runs.atomic_write``).
     On any failure nothing is left behind: not the temporary file, and not
     the folders this call created.
     """
     dest = Path(dest)
     created = _make_dirs(dest.parent)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
+
+    def fetch_checked(tmp: Path) -> None:
+        with open(tmp, "wb") as out:
             received = _fetch(url, out, timeout_s)
         if received != sha256:
             raise DataError(
                 f"{url}: sha256 mismatch: expected {sha256}, received {received}; "
                 "the file was not cached"
             )
-        os.replace(tmp, dest)
+
+    try:
+        atomic_write(dest, fetch_checked)
     except BaseException:
-        tmp.unlink(missing_ok=True)
         _remove_empty(created)
         raise
     return dest

@@ -27,12 +27,7 @@ from kmexp.report.tables import (
     transfer_table,
     write_csv,
 )
-
-PLOTS_DIR = "report_plots"
-RESULTS_FILE = "results.csv"
-MARKDOWN_FILE = "report.md"
-HTML_FILE = "report.html"
-
+from kmexp.runs import HTML_FILE, MARKDOWN_FILE, PLOTS_DIR, RESULTS_FILE, write_text
 
 def write_report(sweep_dir: Path) -> SweepReport:
     """Write the report of the sweep in ``sweep_dir`` into that folder; raises NoJobsError if it holds no jobs."""
@@ -48,8 +43,8 @@ def write_report(sweep_dir: Path) -> SweepReport:
     images = draw_plots(runs, objective, sweep_dir / PLOTS_DIR)
     sections = report_sections(sweep_dir, jobs, keys, objective, runs, failed, images)
     title = f"kmexp sweep report: {sweep_dir.resolve().name}"
-    (sweep_dir / MARKDOWN_FILE).write_text(to_markdown(title, sections, sweep_dir), encoding="utf-8")
-    (sweep_dir / HTML_FILE).write_text(to_html(title, sections), encoding="utf-8")
+    write_text(sweep_dir / MARKDOWN_FILE, to_markdown(title, sections, sweep_dir))
+    write_text(sweep_dir / HTML_FILE, to_html(title, sections))
     paths += [sweep_dir / MARKDOWN_FILE, sweep_dir / HTML_FILE, *(image.path for image in images.values())]
     return SweepReport(sweep_dir, rows, failed, paths, keys, objective)
 
