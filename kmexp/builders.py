@@ -6,12 +6,18 @@ means adding a YAML file, not editing this module.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+
+from kmexp.config.validation import check_segmentation, raise_problems
+from kmexp.languages import splits_words_without_spaces
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # the builders that make Keras objects import Keras through instantiate, when called
     import keras
@@ -22,8 +28,23 @@ def build_data(cfg: DictConfig):
     return instantiate(cfg)
 
 
-def build_preprocessor(cfg: DictConfig, train_texts: Sequence[str]) -> keras.layers.Layer:
-    """The string -> numbers layer of the encoder, adapted on the training texts only."""
+def build_preprocessor(cfg: DictConfig, language: DictConfig, train_texts: Sequence[str]) -> keras.layers.Layer:
+    """The string -> numbers layer of the encoder (``cfg``), adapted on the training texts only.
+
+    The one place ``language.word_fallback`` applies: where ``cfg`` splits words on spaces
+    (analyzer=word) and the language writes none, ``char`` counts character n-grams
+    (``language.fallback_ngram_range``) instead; ``error`` raises the ConfigError that
+    validation raises before training.
+    """
+    raise_problems(check_segmentation(cfg, language))
+    if splits_words_without_spaces(cfg, language) and language.word_fallback == "char":
+        log.info(
+            "%s writes no spaces: encoder.preprocessor.analyzer=word counts character %s-grams instead "
+            "(language.word_fallback=char)", language.code, "-".join(str(n) for n in language.fallback_ngram_range),
+        )
+        # Resolved first: the node's interpolations (`${language.standardize}`) need the root config.
+        resolved = OmegaConf.to_container(cfg, resolve=True)
+        cfg = OmegaConf.create({**resolved, "analyzer": "char", "ngram_range": list(language.fallback_ngram_range)})
     return instantiate(cfg).adapt(train_texts)
 
 

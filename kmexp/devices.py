@@ -23,8 +23,8 @@ import keras
 import tensorflow as tf
 from omegaconf import DictConfig
 
-from kmexp.config.validation import DISTRIBUTED_KINDS, KINDS, PRECISIONS
-from kmexp.errors import ConfigError, DeviceError
+from kmexp.config.validation import check_device, raise_problems
+from kmexp.errors import DeviceError
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +44,7 @@ def build_device(cfg: DictConfig) -> tf.distribute.Strategy:
     run in that order: threads, then devices, then the strategy (creating a
     multi-worker or TPU strategy initializes the runtime).
     """
-    if cfg.kind not in KINDS:
-        raise ConfigError(f"device.kind={cfg.kind!r} is not supported; allowed: {', '.join(KINDS)}")
-    if cfg.precision not in PRECISIONS:
-        raise ConfigError(f"device.precision={cfg.precision!r} is not supported; allowed: {', '.join(PRECISIONS)}")
+    raise_problems(check_device(cfg))  # the rule validate() applies, for a caller that skipped it
     _set_threads(cfg.intra_op_threads, cfg.inter_op_threads)
     gpus = _usable_gpus(cfg.kind)
     for gpu in gpus:

@@ -62,7 +62,7 @@ def _experiment(cfg: DictConfig, run_dir: Path, logger) -> dict:
     splits = build_data(cfg.data).load()
     labels = splits.labels
     # The vocabulary (and idf) come from the training split only: dev and test stay unseen.
-    preprocessor = build_preprocessor(cfg.encoder.preprocessor, splits.train.texts)
+    preprocessor = build_preprocessor(cfg.encoder.preprocessor, cfg.language, splits.train.texts)
     train_features, train_targets = _features(preprocessor, splits.train, labels)
     dev_features, dev_targets = _features(preprocessor, splits.dev, labels)
 

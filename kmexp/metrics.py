@@ -15,9 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from kmexp.config.validation import AVERAGES
-from kmexp.errors import ConfigError
-
+from kmexp.config.validation import check_average, raise_problems
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_labels: int) -> np.ndarray:
@@ -112,12 +110,9 @@ class _Averaged:
     score: str  # key in _scores(), set by each subclass
 
     def __init__(self, average: str) -> None:
-        # Checked here, not at call time, so a typo in conf/metric/ fails when the
-        # config is instantiated rather than after training.
-        if average not in AVERAGES:
-            raise ConfigError(
-                f"{type(self).__name__}: average={average!r} is not one of {', '.join(AVERAGES)}"
-            )
+        # Checked here, not at call time, so a wrong value fails when the metric is made rather
+        # than after training: the rule validate() applies to metric.<name>.average.
+        raise_problems(check_average(f"{type(self).__name__}.average", average))
         self.average = average
 
     def __call__(self, cm: np.ndarray) -> float:

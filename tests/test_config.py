@@ -142,7 +142,7 @@ def test_data_options_build(small_data, tmp_path):
 def test_encoders_and_model_build_end_to_end(name, hidden):
     cfg = load([f"encoder={name}", f"model.hidden_units={hidden}", "model.dropout=0.1"])
     texts = [row["text"] for row in make_rows(10, seed=0)]
-    preprocessor = build_preprocessor(cfg.encoder.preprocessor, texts)
+    preprocessor = build_preprocessor(cfg.encoder.preprocessor, cfg.language, texts)
     embedder = build_embedder(cfg.encoder.embedder, preprocessor)
     features = preprocessor.compute_output_spec(keras.KerasTensor((None,), dtype="string"))
     network = build_network(cfg.model, cfg.activation, embedder, features, 3)
@@ -177,23 +177,53 @@ def test_validation_reports_all_problems_at_once():
 
 
 @pytest.mark.parametrize("language", ["zh", "zh-Hant", "ja", "th"])
-@pytest.mark.parametrize("encoder", ["onehot", "embedding"])
+@pytest.mark.parametrize("encoder", ["onehot", "tfidf", "embedding"])
 def test_word_encoders_fall_back_to_characters_without_spaces(language, encoder):
+    # The config asks for words; language.word_fallback=char makes the built layer count characters.
     cfg = load([f"language={language}", f"encoder={encoder}"])
-    assert cfg.language.spaces is False
-    assert cfg.encoder.preprocessor.analyzer == "char"
+    assert cfg.language.spaces is False and cfg.language.word_fallback == "char"
+    assert cfg.encoder.preprocessor.analyzer == "word"
+    validate(cfg)
+    texts = [row["text"] for row in make_rows(10, seed=0)]
+    preprocessor = build_preprocessor(cfg.encoder.preprocessor, cfg.language, texts)
+    assert preprocessor.analyzer == "char"
+    assert list(preprocessor.ngram_range) == list(cfg.language.fallback_ngram_range) == [1, 2]
+    # Everything else is the encoder's own setting.
+    assert preprocessor.standardize == OmegaConf.to_container(cfg.language.standardize, resolve=True)
+    assert preprocessor.max_tokens == cfg.encoder.preprocessor.max_tokens
+
+
+def test_the_fallback_ngram_range_is_a_language_setting():
+    cfg = load(["language=zh", "encoder=tfidf", "language.fallback_ngram_range=[1,3]"])
+    validate(cfg)
+    preprocessor = build_preprocessor(cfg.encoder.preprocessor, cfg.language, ["中文字", "文字"])
+    assert (preprocessor.analyzer, list(preprocessor.ngram_range)) == ("char", [1, 3])
 
 
 @pytest.mark.parametrize("language", ["en", "fr", "ar"])
 def test_word_encoders_split_words_where_scripts_use_spaces(language):
-    assert load([f"language={language}", "encoder=onehot"]).encoder.preprocessor.analyzer == "word"
+    cfg = load([f"language={language}", "encoder=onehot"])
+    assert cfg.encoder.preprocessor.analyzer == "word"
+    assert build_preprocessor(cfg.encoder.preprocessor, cfg.language, ["a b", "c"]).analyzer == "word"
 
 
-def test_word_encoder_on_a_spaceless_language_without_fallback_is_an_error():
-    cfg = load(["language=generic", "language.code=lao_Laoo", "encoder=onehot"])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["language=generic", "language.code=lao_Laoo", "encoder=onehot"],  # inherits word_fallback: error
+        ["language=zh", "language.word_fallback=error", "encoder=onehot"],
+        ["language=th", "language.word_fallback=error", "encoder=tfidf"],
+        ["language=ja", "language.word_fallback=error", "encoder=embedding"],
+    ],
+)
+def test_word_encoder_on_a_spaceless_language_without_fallback_is_an_error(overrides):
+    cfg = load(overrides)
     assert cfg.language.word_fallback == "error"
-    with pytest.raises(ConfigError, match="encoder.preprocessor.analyzer=word"):
+    with pytest.raises(ConfigError, match="encoder.preprocessor.analyzer=word is not allowed with language.word_fallback=error"):
         validate(cfg)
+    # The same rule for a caller that builds the layer without validating.
+    with pytest.raises(ConfigError, match="encoder.preprocessor.analyzer=word is not allowed with language.word_fallback=error"):
+        build_preprocessor(cfg.encoder.preprocessor, cfg.language, ["a b"])
 
 
 @pytest.mark.parametrize("language", ["zh", "zh-Hant", "ja"])

@@ -136,7 +136,7 @@ def test_multi_replica_kinds_refuse_what_keras_cannot_distribute(kind):
     message = str(err.value)
     assert f"encoder.preprocessor.sparse=true is not allowed with device={kind}" in message
     assert f"trainer.steps_per_execution=16 is not allowed with device={kind}" in message
-    assert f"optimizer=lbfgs trains on the full batch in one place and cannot use device={kind}" in message
+    assert f"optimizer=lbfgs is not allowed with device={kind}: L-BFGS trains on the full batch in one place" in message
     validate_distributed(load([f"device={kind}", *REPLICA_READY]))  # passes
     validate_distributed(load(["device=auto"]))  # one device: nothing to refuse
 
@@ -144,8 +144,8 @@ def test_multi_replica_kinds_refuse_what_keras_cannot_distribute(kind):
 @pytest.mark.parametrize(
     ("override", "expected"),
     [
-        ("device.intra_op_threads=0", "device.intra_op_threads=0 is not allowed; it must be >= 1"),
-        ("device.precision=float16", "device.precision=float16 is not allowed"),
+        ("device.intra_op_threads=0", "device.intra_op_threads=0 is not allowed: it must be >= 1"),
+        ("device.precision=float16", "device.precision=float16 is not allowed: it must be one of float32,"),
     ],
 )
 def test_device_values_are_checked(override, expected):

@@ -178,9 +178,9 @@ def test_subword_vocabulary_comes_from_the_training_split_only(trained, data):
     assert len(layer.tokens(tf.constant([HELD_OUT_WORD]))[0]) > 1  # cut into smaller pieces
 
     # Control: had the test texts been seen, the word would have become one piece.
-    cfg = load_config(["encoder=subword"]).encoder.preprocessor
+    cfg = load_config(["encoder=subword"])
     texts = [row["text"] for row in make_rows(30, seed=1) + with_held_out_word(make_rows(10, seed=3))]
-    leaky = builders.build_preprocessor(cfg, texts)
+    leaky = builders.build_preprocessor(cfg.encoder.preprocessor, cfg.language, texts)
     assert f"▁{HELD_OUT_WORD}" in spm.SentencePieceProcessor(model_proto=leaky.model_proto).id_to_piece(
         list(range(leaky.id_count))
     )

@@ -11,7 +11,8 @@ from omegaconf.errors import InterpolationToMissingValueError
 from kmexp import languages
 from kmexp.errors import ConfigError
 from kmexp.config.resolvers import register_resolvers
-from kmexp.languages import check_code, direction_of, script_of, uses_spaces
+from kmexp.config.validation import check_code
+from kmexp.languages import direction_of, script_of, uses_spaces
 from kmexp.paths import config_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,7 +26,7 @@ NO_SPACES = {"zh", "zh-Hant", "ja", "th"}
 RTL = {"ar", "he", "fa"}
 KEYS = {
     "tag": str, "code": str, "name": str, "script": str, "spaces": bool, "direction": str,
-    "standardize": dict, "word_fallback": str,
+    "standardize": dict, "word_fallback": str, "fallback_ngram_range": list,
 }
 
 
@@ -67,7 +68,7 @@ def test_preset(tag):
     cfg = load_preset(tag)
     assert set(cfg) == set(KEYS)
     for key, kind in KEYS.items():
-        value = OmegaConf.to_container(cfg[key]) if kind is dict else cfg[key]
+        value = OmegaConf.to_container(cfg[key]) if kind in (dict, list) else cfg[key]
         assert type(value) is kind, (key, cfg[key])
     assert cfg.tag == tag
     assert cfg.code in CODES
@@ -172,42 +173,39 @@ def test_constants_are_immutable():
 
 
 def test_malformed_code_is_a_config_error():
-    with pytest.raises(ConfigError, match="fra_Latn"):
+    with pytest.raises(ConfigError, match="language.code=french is not allowed: it must be of the form .*fra_Latn"):
         script_of("french")
 
 
 def test_check_code_accepts_valid_codes():
     for code in CODES:
-        check_code(code, CODES)
+        assert check_code("language.code", code, CODES) == []
 
 
 def test_check_code_suggests_the_closest_code():
-    with pytest.raises(ConfigError) as err:
-        check_code("fra_Latm", CODES)
-    message = str(err.value)
-    assert "fra_Latn" in message
-    assert message.startswith("language.code='fra_Latm' is not a SIB-200 language code; closest: fra_Latn")
-    assert "(205 codes: see conf/language/ or ../shared/sib200)" in message
+    [message] = check_code("language.code", "fra_Latm", CODES)
+    assert message.startswith(
+        "language.code=fra_Latm is not allowed: it must be a SIB-200 language code; closest: fra_Latn"
+    )
+    assert "(205 codes: the SIB-200 folders listed in kmexp/data/sib200.sha256)" in message
     assert "\n" not in message
 
 
 def test_check_code_ignores_case_when_suggesting():
-    with pytest.raises(ConfigError, match="closest: fra_Latn"):
-        check_code("FRA_LATN", CODES)
+    [message] = check_code("language.code", "FRA_LATN", CODES)
+    assert "closest: fra_Latn" in message
 
 
 def test_check_code_falls_back_to_the_same_script():
     # Too far from every code for difflib, but the script is right.
-    with pytest.raises(ConfigError, match="closest: sat_Olck "):
-        check_code("zzzzzz_Olck", CODES)
+    [message] = check_code("language.code", "zzzzzz_Olck", CODES)
+    assert "closest: sat_Olck " in message
 
 
 def test_check_code_far_from_every_code_still_names_the_nearest_in_one_line():
     # Neither close to a code nor in a known script: the nearest codes are named anyway.
-    with pytest.raises(ConfigError) as err:
-        check_code("xx_Fake", CODES)
-    message = str(err.value)
+    [message] = check_code("language.code", "xx_Fake", CODES)
     assert "\n" not in message
-    assert message.startswith("language.code='xx_Fake' is not a SIB-200 language code; closest: ")
+    assert message.startswith("language.code=xx_Fake is not allowed: it must be a SIB-200 language code; closest: ")
     named = message.split("closest: ")[1].split(" (")[0].split(", ")
     assert len(named) == 3 and set(named) <= set(CODES)

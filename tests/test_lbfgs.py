@@ -163,13 +163,20 @@ def test_config_round_trip_and_validation():
     assert config == {
         "learning_rate": 0.5,
         "history_size": 5,
-        "iterations_per_epoch": 20,
+        "iterations_per_epoch": 10,
         "tolerance_grad": 1e-7,
         "tolerance_change": 1e-9,
         "line_search": "armijo",
     }
     assert LBFGS.from_config(config).get_config() == config
-    with pytest.raises(ConfigError, match="line_search"):
+    # The same rules, in the same words, as validate() on conf/optimizer/lbfgs.yaml.
+    with pytest.raises(ConfigError, match="optimizer.line_search=wolfe is not allowed: it must be one of strong_wolfe, armijo"):
         LBFGS(line_search="wolfe")
-    with pytest.raises(ConfigError, match="history_size"):
+    with pytest.raises(ConfigError, match="optimizer.history_size=0 is not allowed: it must be an integer >= 1"):
         LBFGS(history_size=0)
+    with pytest.raises(ConfigError, match="optimizer.history_size=2.5 is not allowed: it must be an integer >= 1"):
+        LBFGS(history_size=2.5)
+    with pytest.raises(ConfigError, match="optimizer.learning_rate=0 is not allowed: it must be > 0"):
+        LBFGS(learning_rate=0)
+    with pytest.raises(ConfigError, match="optimizer.tolerance_grad=-1 is not allowed: it must be >= 0"):
+        LBFGS(tolerance_grad=-1)

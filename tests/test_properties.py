@@ -18,13 +18,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import kmexp.layers  # noqa: F401  (registers the custom layers that load_model needs)
 from kmexp.config import register_configs
 from kmexp.encoders.base import Preprocessor
-from kmexp.encoders.text import DEFAULTS, standardize
+from kmexp.encoders.text import standardize
 from kmexp.paths import config_dir
 from kmexp.runs import MODEL_FILE
 from kmexp.train import train
@@ -202,7 +203,11 @@ def long_text(n: int = 100_000, seed: int = 0) -> str:
 # --- standardize --------------------------------------------------------------------------
 
 
-def std(texts, options=DEFAULTS) -> list[bytes]:
+# The standardize options every preset shares: conf/language/_common.yaml (their one home), with no locale.
+COMMON = {**OmegaConf.to_container(OmegaConf.load(config_dir() / "language" / "_common.yaml").standardize), "locale": ""}
+
+
+def std(texts, options=COMMON) -> list[bytes]:
     return standardize(tf.constant(texts), options).numpy().tolist()
 
 

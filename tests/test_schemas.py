@@ -18,7 +18,7 @@ from omegaconf import MISSING, OmegaConf
 
 from kmexp.config import schemas
 from kmexp.config import register_configs
-from kmexp.config.validation import validate
+from kmexp.config.validation import validate, validate_targets
 from kmexp.errors import ConfigError
 from kmexp.paths import config_dir, group_options
 
@@ -142,6 +142,7 @@ def test_every_option_composes_typed_and_validates(group, option):
     if (group, option) != ("data", "files"):  # its train/test paths are required (???) and made up here
         assert OmegaConf.missing_keys(cfg) == set()
     validate(cfg)
+    validate_targets(cfg)
     if group in CHEAP:
         built = [instantiate(node) for node in nodes]
         assert all(obj is not None for obj in built)
@@ -178,9 +179,9 @@ def test_schema_fields_hold_no_values():
 
 def test_specialisations_merge_into_the_typed_groups():
     """`language_encoder/` and `encoder_training/` override keys under encoder, optimizer and trainer."""
-    cfg = load(["language=zh", "encoder=onehot"])
+    cfg = load(["language=zh"])
     assert OmegaConf.get_type(cfg.encoder.preprocessor) is schemas.TextFeaturizerConfig
-    assert cfg.encoder.preprocessor.analyzer == "char" and list(cfg.encoder.preprocessor.ngram_range) == [1, 2]
+    assert cfg.encoder.preprocessor.analyzer == "char" and list(cfg.encoder.preprocessor.ngram_range) == [1, 3]
     cfg = load(["encoder=transformer"])
     assert OmegaConf.get_type(cfg.optimizer) is schemas.AdamConfig
     assert cfg.optimizer.learning_rate == pytest.approx(0.01) and cfg.trainer.monitor == "objective"
@@ -205,27 +206,32 @@ def test_sweep_preset_and_hydra_block_still_compose():
 @pytest.mark.parametrize(
     "overrides, expected",
     [
-        (["optimizer.learning_rate=0"], "optimizer.learning_rate=0.0 is not allowed; it must be > 0"),
-        (["optimizer.beta_1=1.0"], "optimizer.beta_1=1.0 is not allowed; it must be in [0, 1)"),
+        (["optimizer.learning_rate=0"], "optimizer.learning_rate=0.0 is not allowed: it must be > 0"),
+        (["optimizer.beta_1=1.0"], "optimizer.beta_1=1.0 is not allowed: it must be in [0, 1)"),
         (["optimizer=sgd", "optimizer.momentum=-0.1"], "optimizer.momentum=-0.1"),
         (["optimizer=rmsprop", "optimizer.rho=1.5"], "optimizer.rho=1.5"),
         (["optimizer=adamw", "optimizer.weight_decay=-1"], "optimizer.weight_decay=-1.0 is not allowed"),
-        (["optimizer=lbfgs", "optimizer.history_size=0"], "optimizer.history_size=0 is not allowed; it must be >= 1"),
-        (["model.dropout=1.0"], "model.dropout=1.0 is not allowed; it must be in [0, 1)"),
+        (["optimizer=lbfgs", "optimizer.line_search=wolfe"],
+         "optimizer.line_search=wolfe is not allowed: it must be one of strong_wolfe, armijo"),
+        (["data.timeout_s=0"], "data.timeout_s=0.0 is not allowed: it must be > 0"),
+        (["data=files", "data.train=a.tsv", "data.test=b.tsv", "data.dev_fraction=1.0"],
+         "data.dev_fraction=1.0 is not allowed: it must be in (0, 1)"),
+        (["optimizer=lbfgs", "optimizer.history_size=0"], "optimizer.history_size=0 is not allowed: it must be an integer >= 1"),
+        (["model.dropout=1.0"], "model.dropout=1.0 is not allowed: it must be in [0, 1)"),
         (["model.dropout=-0.1"], "model.dropout=-0.1"),
-        (["model.dropout=0.2"], "model.dropout=0.2 has no effect on a linear head over sparse features"),
+        (["model.dropout=0.2"], "model.dropout=0.2 is not allowed with model.hidden_units=[]: dropout has no effect on a linear head"),
         (["model.l2=-1"], "model.l2=-1.0"),
-        (["model.hidden_units=[8,0]"], "model.hidden_units[1]=0 is not allowed; it must be >= 1"),
-        (["trainer.batch_size=0"], "trainer.batch_size=0 is not allowed; it must be >= 1"),
-        (["trainer.epochs=0"], "trainer.epochs=0 is not allowed; it must be >= 1"),
+        (["model.hidden_units=[8,0]"], "model.hidden_units[1]=0 is not allowed: it must be >= 1"),
+        (["trainer.batch_size=0"], "trainer.batch_size=0 is not allowed: it must be >= 1"),
+        (["trainer.epochs=0"], "trainer.epochs=0 is not allowed: it must be >= 1"),
         (["trainer.patience=-1"], "trainer.patience=-1"),
         (["trainer.steps_per_execution=0"], "trainer.steps_per_execution=0"),
-        (["trainer.backup_interval_s=-1"], "trainer.backup_interval_s=-1.0 is not allowed; it must be >= 0"),
-        (["trainer.monitor=accuracy"], "trainer.monitor=accuracy is not allowed; it must be one of objective, loss"),
+        (["trainer.backup_interval_s=-1"], "trainer.backup_interval_s=-1.0 is not allowed: it must be >= 0"),
+        (["trainer.monitor=accuracy"], "trainer.monitor=accuracy is not allowed: it must be one of objective, loss"),
         (["encoder.preprocessor.ngram_range=[0,2]"], "encoder.preprocessor.ngram_range=[0, 2] is not allowed"),
         (["encoder.preprocessor.ngram_range=[3,2]"], "encoder.preprocessor.ngram_range=[3, 2]"),
         (["encoder.preprocessor.ngram_range=[1,2,3]"], "encoder.preprocessor.ngram_range=[1, 2, 3]"),
-        (["encoder.preprocessor.analyzer=words"], "analyzer=words is not allowed; it must be one of word,"),
+        (["encoder.preprocessor.analyzer=words"], "analyzer=words is not allowed: it must be one of word,"),
         (["encoder.preprocessor.output_mode=onehot"], "encoder.preprocessor.output_mode=onehot"),
         (["encoder.preprocessor.max_tokens=0"], "encoder.preprocessor.max_tokens=0"),
         (["encoder=subword", "encoder.preprocessor.model_type=wordpiece"], "encoder.preprocessor.model_type=wordpiece"),
@@ -234,45 +240,62 @@ def test_sweep_preset_and_hydra_block_still_compose():
         (["encoder=embedding", "encoder.embedder.dim=0"], "encoder.embedder.dim=0"),
         (["encoder=transformer", "encoder.embedder.dropout=1.0"], "encoder.embedder.dropout=1.0"),
         (["encoder=transformer", "encoder.embedder.num_heads=3"], "encoder.embedder.dim=64 is not allowed with"),
-        (["activation.activation=relux"], "activation.activation=relux is not allowed; it must be one of celu, elu,"),
+        (["activation.activation=relux"], "activation.activation=relux is not allowed: it must be one of celu, elu,"),
         (["activation=leaky_relu", "activation.negative_slope=-1"], "activation.negative_slope=-1.0"),
         (["activation._target_=keras.layers.Nope"], "activation._target_=keras.layers.Nope is not allowed"),
         (["loss._target_=keras.optimizers.Adam"], "loss._target_=keras.optimizers.Adam is not allowed"),
         (["loss._target_=keras.losses.SparseCategoricalCrossentropy"], "it takes integer labels"),
-        (["loss.from_logits=false"], "loss.from_logits=false is not allowed; it must be true"),
+        (["loss.from_logits=false"], "loss.from_logits=false is not allowed: it must be true"),
         (["loss=mse", "loss._target_=keras.losses.CategoricalCrossentropy"], "add +loss.from_logits=true"),
-        (["loss.label_smoothing=1.0"], "loss.label_smoothing=1.0 is not allowed; it must be in [0, 1)"),
+        (["loss.label_smoothing=1.0"], "loss.label_smoothing=1.0 is not allowed: it must be in [0, 1)"),
         (["loss=label_smoothing", "loss.label_smoothing=-0.1"], "loss.label_smoothing=-0.1"),
-        (["loss=focal", "loss.gamma=-1"], "loss.gamma=-1.0 is not allowed; it must be >= 0"),
-        (["loss=focal", "loss.alpha=1.5"], "loss.alpha=1.5 is not allowed; it must be in [0, 1]"),
-        (["metric.macro_f1.average=mikro"], "metric.macro_f1.average=mikro is not allowed; it must be one of macro,"),
+        (["loss=focal", "loss.gamma=-1"], "loss.gamma=-1.0 is not allowed: it must be >= 0"),
+        (["loss=focal", "loss.alpha=1.5"], "loss.alpha=1.5 is not allowed: it must be in [0, 1]"),
+        (["metric.macro_f1.average=mikro"], "metric.macro_f1.average=mikro is not allowed: it must be one of macro,"),
         (["metric.accuracy._target_=kmexp.metrics.Nope"], "metric.accuracy._target_=kmexp.metrics.Nope"),
-        (["metric=[]"], "metric=[] selects no metric"),
-        (["language.code=fra_Latm"], "language.code='fra_Latm' is not a SIB-200 language code; closest: fra_Latn"),
-        (["language=multi", "language.codes=[fra_Latn,xx_Fake]"], "language.codes[1]='xx_Fake'"),
-        (["language.word_fallback=skip"], "language.word_fallback=skip is not allowed; it must be one of error, char"),
+        (["metric=[]"], "metric=[] is not allowed: it selects no metric"),
+        (["language.code=fra_Latm"], "language.code=fra_Latm is not allowed: it must be a SIB-200 language code; closest: fra_Latn"),
+        (["language=multi", "language.codes=[fra_Latn,xx_Fake]"], "language.codes[1]=xx_Fake is not allowed: it must be a SIB-200 language code"),
+        (["language.word_fallback=skip"], "language.word_fallback=skip is not allowed: it must be one of error, char"),
         (["language.standardize.case=upper"], "language.standardize.case=upper"),
         (["language.standardize.normalization=NFD"], "language.standardize.normalization=NFD"),
         (["language.standardize.digits=drop"], "language.standardize.digits=drop"),
-        (["language=generic", "language.code=lao_Laoo", "encoder=onehot"], "encoder.preprocessor.analyzer=word splits"),
-        (["eval_languages=[deu_Latx]"], "eval_languages[0]='deu_Latx'"),
-        (["device.kind=fpga"], "device.kind=fpga is not allowed; it must be one of auto, cpu, gpu, multi_gpu,"),
+        (["language=generic", "language.code=lao_Laoo", "encoder=onehot"],
+         ("encoder.preprocessor.analyzer=word is not allowed with language.word_fallback=error: it splits words on "
+          "spaces, but lao_Laoo (Laoo script) writes none; set language.word_fallback=char")),
+        (["language=th", "language.word_fallback=error", "encoder=tfidf"],
+         ("encoder.preprocessor.analyzer=word is not allowed with language.word_fallback=error: it splits words on "
+          "spaces, but tha_Thai (Thai script) writes none")),
+        (["language=ja", "language.word_fallback=error", "encoder=embedding"],
+         ("encoder.preprocessor.analyzer=word is not allowed with language.word_fallback=error: it splits words on "
+          "spaces, but jpn_Jpan (Jpan script) writes none")),
+        (["language=multi", "encoder=onehot"],
+         ("encoder.preprocessor.analyzer=word is not allowed with language.word_fallback=error: it splits words on "
+          "spaces, but language.codes has zho_Hans, jpn_Jpan, tha_Thai, which write none")),
+        (["language.fallback_ngram_range=[2,1]"], "language.fallback_ngram_range=[2, 1] is not allowed: it must be"),
+        (["eval_languages=[deu_Latx]"], "eval_languages[0]=deu_Latx is not allowed: it must be a SIB-200 language code"),
+        (["device.kind=fpga"], "device.kind=fpga is not allowed: it must be one of auto, cpu, gpu, multi_gpu,"),
         (["device.precision=float16"], "device.precision=float16"),
-        (["device.jit_compile=true"], "device.jit_compile=true cannot compile sparse features"),
+        (["device.jit_compile=true"], "device.jit_compile=true is not allowed with encoder.preprocessor.sparse=true: XLA cannot compile sparse"),
     ],
 )
 def test_validate_names_key_value_and_what_is_allowed(overrides, expected):
+    """Each row: one problem, found by validate() or, for the classes a `_target_` names, validate_targets()."""
+    cfg = load(overrides)
     with pytest.raises(ConfigError) as err:
-        validate(load(overrides))
+        validate(cfg)
+        validate_targets(cfg)
     assert expected in str(err.value)
 
 
 def test_validate_reports_every_problem_at_once():
     with pytest.raises(ConfigError) as err:
-        validate(load(["optimizer.learning_rate=0", "trainer.epochs=0", "activation.activation=relux", "model.l2=-1"]))
-    assert str(err.value).count("is not allowed") == 4
+        validate(load(["optimizer.learning_rate=0", "trainer.epochs=0", "trainer.batch_size=0", "model.l2=-1"]))
+    assert str(err.value).count("is not allowed: ") == 4
 
 
 @pytest.mark.parametrize("name", ["relu", "gelu", "mish", "softplus"])
 def test_any_keras_activation_name_is_allowed(name):
-    validate(load([f"activation.activation={name}"]))
+    cfg = load([f"activation.activation={name}"])
+    validate(cfg)
+    validate_targets(cfg)

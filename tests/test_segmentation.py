@@ -33,3 +33,20 @@ def test_word_encoder_on_a_spaceless_script_without_fallback_errors_clearly(smal
     last = result.stderr.strip().splitlines()[-1]
     assert "encoder.preprocessor.analyzer=word" in last and "khm_Khmr" in last
     assert "Traceback" not in result.stderr
+
+
+def test_word_fallback_error_stops_a_chinese_word_encoder_before_training(small_data, tmp_path):
+    # The same preset with language.word_fallback=error: one line naming the setting, and no training.
+    overrides = [*files_overrides(small_data), "language=zh", "language.word_fallback=error", "encoder=onehot",
+                 "logger=none"]
+    result = run_cli(overrides, cwd=tmp_path)
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(
+        "kmexp: error: encoder.preprocessor.analyzer=word is not allowed with language.word_fallback=error: "
+        "it splits words on spaces, but zho_Hans (Hans script) writes none"
+    ), last
+    assert "Traceback" not in result.stderr
+    recorded = [json.loads(path.read_text()) for path in (tmp_path / "outputs").rglob("metrics.json")]
+    assert all(metrics["status"] == "failed" for metrics in recorded)
+    assert not list((tmp_path / "outputs").rglob("model.keras"))

@@ -10,8 +10,19 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from kmexp.config import register_configs
-from kmexp.encoders.text import DEFAULTS, has_dotted_i, standardize, tokens
+from kmexp.encoders.text import OPTIONS, has_dotted_i, standardize, tokens
+from kmexp.errors import ConfigError
 from kmexp.paths import config_dir
+
+
+def common_options() -> dict:
+    """The standardize options of conf/language/_common.yaml (their one home), with no locale."""
+    written = OmegaConf.load(config_dir() / "language" / "_common.yaml").standardize
+    return {**OmegaConf.to_container(written), "locale": ""}  # the file's locale is ${..tag}: the preset's
+
+
+# Every preset's options unless it overrides one.
+COMMON = common_options()
 
 # Every step switched off: only invalid UTF-8 is still repaired.
 ALL_OFF = {
@@ -26,8 +37,8 @@ ALL_OFF = {
 
 
 def run(texts, **options) -> list[str]:
-    """Standardize Python strings with DEFAULTS overridden by ``options``."""
-    out = standardize(tf.constant(list(texts)), {**DEFAULTS, **options})
+    """Standardize Python strings with COMMON overridden by ``options``."""
+    out = standardize(tf.constant(list(texts)), {**COMMON, **options})
     return [value.decode("utf-8") for value in out.numpy()]
 
 
@@ -57,8 +68,9 @@ def language_presets() -> list[str]:
 # --- defaults -----------------------------------------------------------------------------
 
 
-def test_defaults_match_the_common_preset():
-    assert preset_options(["language=en"]) == {**DEFAULTS, "locale": "en"}
+def test_the_english_preset_keeps_the_common_options():
+    assert set(COMMON) == set(OPTIONS)
+    assert preset_options(["language=en"]) == {**COMMON, "locale": "en"}
 
 
 def test_defaults_on_a_mixed_sentence():
@@ -66,16 +78,22 @@ def test_defaults_on_a_mixed_sentence():
 
 
 def test_shape_scalar_and_empty():
-    assert standardize(tf.constant("ABC"), DEFAULTS).shape == (1,)
-    assert standardize(tf.constant([["A", "B"], ["C", "D"]]), DEFAULTS).shape == (4,)
-    assert standardize(tf.constant([], dtype=tf.string), DEFAULTS).shape == (0,)
+    assert standardize(tf.constant("ABC"), COMMON).shape == (1,)
+    assert standardize(tf.constant([["A", "B"], ["C", "D"]]), COMMON).shape == (4,)
+    assert standardize(tf.constant([], dtype=tf.string), COMMON).shape == (0,)
     assert run(["", " ", "\u200b", "!?"]) == ["", "", "", ""]
 
 
-def test_missing_keys_take_defaults():
-    # Models saved before an option existed carry a shorter dict.
-    partial = {k: v for k, v in DEFAULTS.items() if k != "fold_whitespace"}
+def test_models_saved_before_fold_whitespace_existed_fold_whitespace():
+    # Such a model's config carries every option but fold_whitespace: whitespace was always folded then.
+    partial = {k: v for k, v in COMMON.items() if k != "fold_whitespace"}
     assert standardize(tf.constant(["A\u200bB  C"]), partial).numpy().tolist() == [b"ab c"]
+
+
+def test_any_other_missing_option_is_an_error():
+    partial = {k: v for k, v in COMMON.items() if k != "case"}
+    with pytest.raises(ConfigError, match="language.standardize has no case"):
+        standardize(tf.constant(["x"]), partial)
 
 
 @pytest.mark.parametrize(
@@ -83,8 +101,9 @@ def test_missing_keys_take_defaults():
     [("normalization", "NFD"), ("case", "upper"), ("digits", "ascii")],
 )
 def test_unknown_choice_is_refused(key, value):
-    with pytest.raises(ValueError, match=f"standardize.{key}"):
-        standardize(tf.constant(["x"]), {**DEFAULTS, key: value})
+    # The rule and the words of validate()'s language.standardize check.
+    with pytest.raises(ConfigError, match=f"language.standardize.{key}={value} is not allowed: it must be one of "):
+        standardize(tf.constant(["x"]), {**COMMON, key: value})
 
 
 def test_choices_are_case_insensitive_and_null_means_none():
@@ -232,9 +251,9 @@ def test_rtl_text_and_bidi_marks():
 
 
 def test_invalid_utf8_is_replaced_not_raised():
-    out = standardize(tf.constant([b"\xff\xfe", b"ab\xc3", b"\xc3\x28x"]), DEFAULTS).numpy().tolist()
+    out = standardize(tf.constant([b"\xff\xfe", b"ab\xc3", b"\xc3\x28x"]), COMMON).numpy().tolist()
     assert out == [b"", b"ab", b"x"]  # U+FFFD is a symbol: folded away with punctuation
-    kept = standardize(tf.constant([b"a\xffb"]), {**DEFAULTS, "fold_punctuation": False}).numpy().tolist()
+    kept = standardize(tf.constant([b"a\xffb"]), {**COMMON, "fold_punctuation": False}).numpy().tolist()
     assert kept == ["a\ufffdb".encode()]
 
 
@@ -245,7 +264,7 @@ def test_long_string():
 
 
 def test_tokens_segment_standardized_text():
-    texts = standardize(tf.constant(["Le CHAT", ""]), DEFAULTS)
+    texts = standardize(tf.constant(["Le CHAT", ""]), COMMON)
     assert tokens(texts, "word", (1, 2)).to_list() == [[b"le", b"chat", b"le chat"], []]
     assert tokens(texts, "char_wb", (3, 3)).to_list()[0] == [b" le", b"le ", b" ch", b"cha", b"hat", b"at "]
 

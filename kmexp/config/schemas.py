@@ -26,7 +26,7 @@ schema lists that class's arguments; options sharing a class (the `char_ngram`,
 group's base class holds the keys every option has, and the root config types
 the group by that base, so any of its schemas fits.
 
-Values (ranges, names) are checked after composition by kmexp.config.validate.
+Values (ranges, names) are checked after composition by kmexp.config.validation.validate.
 """
 
 from dataclasses import dataclass, field
@@ -92,7 +92,8 @@ class LanguageConfig:
     script: str = MISSING
     spaces: bool = MISSING
     direction: str = MISSING
-    word_fallback: str = MISSING
+    word_fallback: str = MISSING  # error | char
+    fallback_ngram_range: List[int] = MISSING  # word_fallback=char: the character n-grams
     standardize: StandardizeConfig = MISSING
 
 

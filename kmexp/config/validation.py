@@ -1,21 +1,32 @@
-"""Value checks on a composed config, run before any work.
+"""Value checks: every rule on a config value, written once.
 
-All problems are collected and reported together, one line each, naming the
-key, the value received and what is allowed.
+``validate(cfg)`` checks a composed config before any work; the classes that
+conf/ targets, when called from Python, call the same ``check_*`` functions
+(``raise_problems(check_device(cfg))``) instead of keeping a copy of a rule.
+
+All problems are collected and reported together, joined by "; ", each in one
+format: ``key=value is not allowed: <what is allowed>`` (``not_allowed``).
+
+Light on purpose: the CLI validates before TensorFlow loads, so this module
+imports neither Keras nor TensorFlow (``validate_targets``, which must, imports
+Keras when called).
 """
 
 from __future__ import annotations
 
+import difflib
 import inspect
+import math
+import numbers
+from collections.abc import Iterable, Mapping
 
 from hydra.utils import get_class
 from omegaconf import DictConfig
 
-from kmexp.data.sib200 import sib200_codes
 from kmexp.errors import ConfigError
-from kmexp.languages import check_code, check_codes, expand_codes, uses_spaces
+from kmexp.languages import ALL_CODES, expand_codes, splits_words_without_spaces, uses_spaces
 
-# --- what each setting allows (the classes that take these settings check them here too) ---
+# --- what each setting allows (the classes that take these settings call the check_* functions below) ---
 # device.kind: where the model trains (conf/device/).
 KINDS = ("auto", "cpu", "gpu", "multi_gpu", "multi_worker", "tpu")
 # The kinds that train one model on several replicas, each taking a share of every batch.
@@ -33,6 +44,8 @@ OUTPUT_MODES = ("multi_hot", "count", "tfidf")
 MODEL_TYPES = ("unigram", "bpe")  # SentencePiece's model types that train on raw text
 # metric.<name>.average: how per-class scores combine.
 AVERAGES = ("macro", "weighted", "micro")
+# optimizer=lbfgs: how L-BFGS picks each step's length (kmexp/optim/lbfgs.py).
+LINE_SEARCHES = ("strong_wolfe", "armijo")
 
 # kmexp's full-batch optimizer (conf/optimizer/lbfgs.yaml), which trains outside Keras' distributed loop.
 LBFGS_TARGET = "kmexp.optim.LBFGS"
@@ -51,12 +64,14 @@ _AT_LEAST_ONE = frozenset({
 })
 _NON_NEGATIVE = frozenset({"weight_decay", "initial_accumulator_value", "tolerance_grad", "tolerance_change"})
 _FRACTIONS = frozenset({"beta_1", "beta_2", "momentum", "rho", "dropout"})  # in [0, 1)
+# How many close codes a wrong language code's message names; more would not fit on one readable line.
+_N_SUGGESTIONS = 3
 
 
 def validate(cfg: DictConfig) -> None:
     """Raise one ConfigError listing every invalid value in ``cfg``.
 
-    The schemas (kmexp/schemas.py) already rejected unknown keys and wrong types
+    The schemas (kmexp/config/schemas.py) already rejected unknown keys and wrong types
     during composition; these are the checks on values: ranges, names, and
     combinations that cannot work. A check on an option-specific key (`beta_1`,
     `gamma`, `analyzer`) applies to whichever chosen option has that key.
@@ -64,27 +79,28 @@ def validate(cfg: DictConfig) -> None:
     problems = [
         *_check_language(cfg.language),
         *_check_eval_languages(cfg),
-        *_check_positive("optimizer.learning_rate", cfg.optimizer.learning_rate),
-        *_check_ranges("optimizer", cfg.optimizer),
-        *_check_at_least("trainer.epochs", cfg.trainer.epochs, 1),
-        *_check_at_least("trainer.batch_size", cfg.trainer.batch_size, 1),
-        *_check_at_least("trainer.patience", cfg.trainer.patience, 0),
-        *_check_at_least("trainer.steps_per_execution", cfg.trainer.steps_per_execution, 1),
-        *_check_at_least("trainer.backup_interval_s", cfg.trainer.backup_interval_s, 0),
-        *_check_choice("trainer.monitor", cfg.trainer.monitor, MONITORS),
+        *check_data(cfg.data),
+        *check_optimizer(cfg.optimizer),
+        *check_at_least("trainer.epochs", cfg.trainer.epochs, 1),
+        *check_at_least("trainer.batch_size", cfg.trainer.batch_size, 1),
+        *check_at_least("trainer.patience", cfg.trainer.patience, 0),
+        *check_at_least("trainer.steps_per_execution", cfg.trainer.steps_per_execution, 1),
+        *check_at_least("trainer.backup_interval_s", cfg.trainer.backup_interval_s, 0),
+        *check_choice("trainer.monitor", cfg.trainer.monitor, MONITORS),
         *_check_model(cfg.model, cfg.encoder),
-        *_check_encoder(cfg.encoder),
-        *_check_segmentation(cfg.encoder.preprocessor, cfg.language),
+        *check_preprocessor(cfg.encoder.preprocessor),
+        *([] if cfg.encoder.embedder is None else check_embedder(cfg.encoder.embedder)),
+        *check_segmentation(cfg.encoder.preprocessor, cfg.language),
         *_check_metrics(cfg.metric),
-        *_check_device(cfg),
+        *check_device(cfg.device),
     ]
     if cfg.device.jit_compile is True and cfg.encoder.preprocessor.get("sparse") is True:
         problems.append(
-            "device.jit_compile=true cannot compile sparse features; "
-            "set encoder.preprocessor.sparse=false or device.jit_compile=false"
+            not_allowed("device.jit_compile", True, "XLA cannot compile sparse features; set "
+                        "encoder.preprocessor.sparse=false or device.jit_compile=false",
+                        context="encoder.preprocessor.sparse=true")
         )
-    if problems:
-        raise ConfigError("; ".join(problems))
+    raise_problems(problems)
 
 
 def validate_targets(cfg: DictConfig) -> None:
@@ -93,23 +109,213 @@ def validate_targets(cfg: DictConfig) -> None:
     These checks import the class a ``_target_`` names, and with it Keras and
     TensorFlow, so they run when the job starts rather than in ``validate``.
     """
-    problems = [*_check_activation(cfg.activation), *_check_loss(cfg.loss)]
+    raise_problems([*_check_activation(cfg.activation), *_check_loss(cfg.loss)])
+
+
+# --- the message format and the generic checks ----------------------------------------------
+
+
+def not_allowed(key: str, value, allowed: str, *, context: str | None = None) -> str:
+    """The one message format: ``key=value is not allowed: <what is allowed>``.
+
+    ``context`` names the other setting that rules the value out:
+    ``key=value is not allowed with device=multi_gpu: ...``.
+    """
+    with_context = "" if context is None else f" with {context}"
+    return f"{key}={_yaml(value)} is not allowed{with_context}: {allowed}"
+
+
+def raise_problems(problems: Iterable[str]) -> None:
+    """Raise one ConfigError joining ``problems`` with "; ", or nothing when there are none."""
+    problems = list(problems)
     if problems:
         raise ConfigError("; ".join(problems))
 
 
-def _check_device(cfg: DictConfig) -> list[str]:
-    device = cfg.device
+def check_choice(key: str, value, allowed) -> list[str]:
+    if value not in allowed:
+        return [not_allowed(key, value, f"it must be one of {', '.join(allowed)}")]
+    return []
+
+
+def _is_number(value) -> bool:
+    """A real number, not a bool (True is an int in Python, but never a size or a rate)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def check_positive(key: str, value) -> list[str]:
+    """A finite number > 0: a rate, a step length, a time limit."""
+    if not (_is_number(value) and math.isfinite(value) and value > 0):
+        return [not_allowed(key, value, "it must be > 0")]
+    return []
+
+
+def check_at_least(key: str, value, lowest: int, *, integer: bool = False) -> list[str]:
+    """``value >= lowest``; with ``integer``, also a whole number (a count or a size)."""
+    whole = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if not (_is_number(value) and value >= lowest) or (integer and not whole):
+        return [not_allowed(key, value, f"it must be {'an integer ' if integer else ''}>= {lowest}")]
+    return []
+
+
+def check_interval(
+    key: str, value, low: float, high: float, *, low_open: bool = False, high_open: bool = True
+) -> list[str]:
+    """``low <= value < high`` by default; ``low_open`` and ``high_open`` say which ends are left out."""
+    inside = _is_number(value) and (low < value if low_open else low <= value) and (
+        value < high if high_open else value <= high
+    )
+    if not inside:
+        interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+        return [not_allowed(key, value, f"it must be in {interval}")]
+    return []
+
+
+# --- the rules for each part of the config (validate() and the classes both call these) -----
+
+
+def check_device(device: Mapping, prefix: str = "device") -> list[str]:
+    """The ``device`` options (kmexp.devices.build_device)."""
     problems = [
-        *_check_choice("device.kind", device.kind, KINDS),
-        *_check_choice("device.precision", device.precision, PRECISIONS),
+        *check_choice(f"{prefix}.kind", device["kind"], KINDS),
+        *check_choice(f"{prefix}.precision", device["precision"], PRECISIONS),
     ]
     for key in ("intra_op_threads", "inter_op_threads"):
-        if device[key] is not None:  # null keeps TensorFlow's default
-            problems += _check_at_least(f"device.{key}", device[key], 1)
+        if device.get(key) is not None:  # null keeps TensorFlow's default
+            problems += check_at_least(f"{prefix}.{key}", device[key], 1)
     if "all_reduce" in device:
-        problems += _check_choice("device.all_reduce", device.all_reduce, ALL_REDUCES)
+        problems += check_choice(f"{prefix}.all_reduce", device["all_reduce"], ALL_REDUCES)
     return problems
+
+
+def check_optimizer(optimizer: Mapping, prefix: str = "optimizer") -> list[str]:
+    """Any optimizer's options, by name (kmexp.optim.LBFGS calls it on its own)."""
+    problems = [*check_positive(f"{prefix}.learning_rate", optimizer["learning_rate"]), *_check_ranges(prefix, optimizer)]
+    if "line_search" in optimizer:
+        problems += check_choice(f"{prefix}.line_search", optimizer["line_search"], LINE_SEARCHES)
+    return problems
+
+
+def check_preprocessor(preprocessor: Mapping, prefix: str = "encoder.preprocessor") -> list[str]:
+    """An encoder's preprocessor options, by name (the encoders call it on their own arguments)."""
+    problems = [
+        *_check_ranges(prefix, preprocessor),
+        *_check_ngram_range(f"{prefix}.ngram_range", preprocessor.get("ngram_range")),
+    ]
+    if "analyzer" in preprocessor:
+        problems += check_choice(f"{prefix}.analyzer", preprocessor["analyzer"], ANALYZERS)
+    if "output_mode" in preprocessor:
+        problems += check_choice(f"{prefix}.output_mode", preprocessor["output_mode"], OUTPUT_MODES)
+    if "model_type" in preprocessor:
+        problems += check_choice(f"{prefix}.model_type", preprocessor["model_type"], MODEL_TYPES)
+    if "character_coverage" in preprocessor:
+        coverage = preprocessor["character_coverage"]
+        problems += check_interval(f"{prefix}.character_coverage", coverage, 0, 1, high_open=False)
+    return problems
+
+
+def check_embedder(embedder: Mapping, prefix: str = "encoder.embedder") -> list[str]:
+    """An encoder's embedder options, by name; a Transformer's width must split evenly across its heads."""
+    problems = _check_ranges(prefix, embedder)
+    dim, heads = embedder.get("dim"), embedder.get("num_heads")
+    if _is_number(dim) and _is_number(heads) and heads >= 1 and dim % heads != 0:
+        problems.append(
+            not_allowed(f"{prefix}.dim", dim, "it must be a multiple of num_heads (each head gets dim / num_heads)",
+                        context=f"{prefix}.num_heads={heads}")
+        )
+    return problems
+
+
+def check_standardize(options: Mapping, prefix: str = "language.standardize") -> list[str]:
+    """The standardization choices (kmexp.encoders.text.standardize calls it too)."""
+    return [
+        *check_choice(f"{prefix}.normalization", options["normalization"], NORMALIZATIONS),
+        *check_choice(f"{prefix}.case", options["case"], CASES),
+        *check_choice(f"{prefix}.digits", options["digits"], DIGITS),
+    ]
+
+
+def check_average(key: str, value) -> list[str]:
+    """How a metric combines per-class scores (kmexp.metrics.F1, Precision, Recall)."""
+    return check_choice(key, value, AVERAGES)
+
+
+def check_data(data: Mapping, prefix: str = "data") -> list[str]:
+    """The data options: a download needs the pinned commit and a positive time limit; a dev share is in (0, 1)."""
+    problems = []
+    if "commit" in data and data.get("root") is None:  # null root: SIB-200 downloads, checked against shipped sums
+        from kmexp.data.sib200 import SIB200_COMMIT  # when called: kmexp.data.sib200 imports this module
+
+        if data["commit"] != SIB200_COMMIT:
+            allowed = (
+                f"downloads are checked against sha256 sums shipped for {SIB200_COMMIT} only; "
+                "set KMEXP_DATA_DIR to use another version"
+            )
+            problems.append(not_allowed(f"{prefix}.commit", data["commit"], allowed, context=f"{prefix}.root=null"))
+    if "timeout_s" in data:
+        problems += check_positive(f"{prefix}.timeout_s", data["timeout_s"])
+    if "dev_fraction" in data and data.get("dev") is None:  # a share of train becomes dev only without a dev file
+        problems += check_interval(f"{prefix}.dev_fraction", data["dev_fraction"], 0, 1, low_open=True)
+    return problems
+
+
+def check_languages(code: str, codes, eval_codes, valid_codes: Iterable[str]) -> list[str]:
+    """SIB-200 codes: `language.code`, or `language.codes` (language=multi), and `eval_languages`."""
+    valid = sorted(set(valid_codes))
+    problems = check_code("language.code", code, valid) if codes is None else check_codes("language.codes", codes, valid)
+    if eval_codes is not None:
+        problems += check_codes("eval_languages", eval_codes, valid)
+    return problems
+
+
+def check_codes(key: str, value, valid_codes: Iterable[str]) -> list[str]:
+    """Problems with a `language.codes`-style value: `all` or a non-empty list of valid codes."""
+    if isinstance(value, str) and value == ALL_CODES:
+        return []
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        return [not_allowed(key, value, f"it must be {ALL_CODES} or a list of SIB-200 codes, e.g. {key}=[fra_Latn,zho_Hans]")]
+    codes = list(value)
+    if not codes:
+        return [not_allowed(key, "[]", f"list at least one SIB-200 code, or use {key}={ALL_CODES}")]
+    valid = sorted(set(valid_codes))
+    return [problem for i, code in enumerate(codes) for problem in check_code(f"{key}[{i}]", code, valid)]
+
+
+def check_code(key: str, code: str, valid_codes: Iterable[str]) -> list[str]:
+    """A SIB-200 code, or a problem naming the closest valid codes.
+
+    `key` is the config key the message names (`language.codes[1]` for one entry of a list).
+    The valid codes are passed in, so that the rule does not depend on where the manifest lives.
+    """
+    codes = sorted(set(valid_codes))
+    if code in codes:
+        return []
+    # Compare case-insensitively: `FRA_LATN` or `fra_latn` should point at `fra_Latn`.
+    by_lower = {c.lower(): c for c in codes}
+    close = difflib.get_close_matches(str(code).lower(), list(by_lower), n=_N_SUGGESTIONS)
+    suggestions = [by_lower[c] for c in close]
+    # A mistyped language with a correct script (e.g. `xyz_Olck`) is too far from
+    # everything for difflib; the languages in that script are the best hint left.
+    if not suggestions:
+        script = str(code).rpartition("_")[2].lower()
+        suggestions = [c for c in codes if c.rpartition("_")[2].lower() == script][:_N_SUGGESTIONS]
+    # Still nothing (`xx_Fake`): name the nearest codes anyway, rather than none.
+    if not suggestions:
+        nearest = difflib.get_close_matches(str(code).lower(), list(by_lower), n=_N_SUGGESTIONS, cutoff=0.0)
+        suggestions = [by_lower[c] for c in nearest]
+    closest = f"; closest: {', '.join(suggestions)}" if suggestions else ""
+    allowed = (
+        f"it must be a SIB-200 language code{closest} "
+        f"({len(codes)} codes: the SIB-200 folders listed in kmexp/data/sib200.sha256)"
+    )
+    return [not_allowed(key, code, allowed)]
+
+
+def _sib200_codes() -> list[str]:
+    """The 205 SIB-200 codes. Imported when called: kmexp.data.sib200 imports this module for its checks."""
+    from kmexp.data.sib200 import sib200_codes
+
+    return sib200_codes()
 
 
 def validate_distributed(cfg: DictConfig) -> None:
@@ -125,39 +331,31 @@ def validate_distributed(cfg: DictConfig) -> None:
     if cfg.encoder.preprocessor.get("sparse") is True:
         # Keras' distributed input (tf.distribute.DistributedValues) fails on tf.SparseTensor: no `.device`.
         problems.append(
-            f"encoder.preprocessor.sparse=true is not allowed with device={kind}: Keras cannot split sparse "
-            "features across replicas; set encoder.preprocessor.sparse=false"
+            not_allowed("encoder.preprocessor.sparse", True, "Keras cannot split sparse features across replicas; "
+                        "set encoder.preprocessor.sparse=false", context=f"device={kind}")
         )
     if cfg.trainer.steps_per_execution != 1:
         # Keras' multi-step training loop fails under a distribution strategy (keras-team/keras#19246).
         problems.append(
-            f"trainer.steps_per_execution={cfg.trainer.steps_per_execution} is not allowed with device={kind}: "
-            "Keras runs one step per call under a distribution strategy; set trainer.steps_per_execution=1"
+            not_allowed("trainer.steps_per_execution", cfg.trainer.steps_per_execution, "Keras runs one step per call "
+                        "under a distribution strategy; set trainer.steps_per_execution=1", context=f"device={kind}")
         )
     if cfg.optimizer._target_ == LBFGS_TARGET:
         problems.append(
-            f"optimizer=lbfgs trains on the full batch in one place and cannot use device={kind}; "
-            "use device=gpu or device=cpu, or another optimizer"
+            not_allowed("optimizer", "lbfgs", "L-BFGS trains on the full batch in one place; "
+                        "use device=gpu or device=cpu, or another optimizer", context=f"device={kind}")
         )
-    if problems:
-        raise ConfigError("; ".join(problems))
+    raise_problems(problems)
 
 
 def _check_language(language: DictConfig) -> list[str]:
     """The preset's SIB-200 code, or for language=multi each entry of `language.codes`."""
-    problems = [
-        *_check_choice("language.word_fallback", language.word_fallback, WORD_FALLBACKS),
-        *_check_choice("language.standardize.normalization", language.standardize.normalization, NORMALIZATIONS),
-        *_check_choice("language.standardize.case", language.standardize.case, CASES),
-        *_check_choice("language.standardize.digits", language.standardize.digits, DIGITS),
+    return [
+        *check_languages(language.code, language.get("codes"), None, _sib200_codes()),
+        *check_choice("language.word_fallback", language.word_fallback, WORD_FALLBACKS),
+        *_check_ngram_range("language.fallback_ngram_range", language.fallback_ngram_range),
+        *check_standardize(language.standardize),
     ]
-    if "codes" in language:
-        return [*check_codes("language.codes", language.codes, sib200_codes()), *problems]
-    try:
-        check_code(language.code, sib200_codes())
-    except ConfigError as err:
-        return [str(err), *problems]
-    return problems
 
 
 def _check_eval_languages(cfg: DictConfig) -> list[str]:
@@ -165,12 +363,12 @@ def _check_eval_languages(cfg: DictConfig) -> list[str]:
     if cfg.eval_languages is None:
         return []
     if "eval_codes" not in cfg.data:
-        message = (
-            f"eval_languages={_shown(cfg.eval_languages)} scores other SIB-200 languages' test splits, but this "
-            "data option has no per-language test files; use data=sib200 or eval_languages=null"
+        message = not_allowed(
+            "eval_languages", _shown(cfg.eval_languages), "it scores other SIB-200 languages' test splits, but "
+            "this data option has no per-language test files; use data=sib200 or eval_languages=null",
         )
         return [message]
-    return check_codes("eval_languages", cfg.eval_languages, sib200_codes())
+    return check_codes("eval_languages", cfg.eval_languages, _sib200_codes())
 
 
 def _yaml(value) -> str:
@@ -187,51 +385,23 @@ def _shown(value) -> str:
     return value if isinstance(value, str) else f"[{','.join(str(v) for v in value)}]"
 
 
-def _check_choice(key: str, value, allowed) -> list[str]:
-    if value not in allowed:
-        return [f"{key}={value} is not allowed; it must be one of {', '.join(allowed)}"]
-    return []
-
-
-def _check_positive(key: str, value) -> list[str]:
-    if not value > 0:
-        return [f"{key}={value} is not allowed; it must be > 0"]
-    return []
-
-
-def _check_at_least(key: str, value, lowest: int) -> list[str]:
-    if not value >= lowest:
-        return [f"{key}={value} is not allowed; it must be >= {lowest}"]
-    return []
-
-
 def _check_model(model: DictConfig, encoder: DictConfig) -> list[str]:
-    problems = []
-    if not 0 <= model.dropout < 1:
-        problems.append(f"model.dropout={model.dropout} is not allowed; it must be in [0, 1)")
+    problems = check_interval("model.dropout", model.dropout, 0, 1)
     sparse_input = encoder.embedder is None and encoder.preprocessor.get("sparse") is True
     if model.dropout > 0 and len(model.hidden_units) == 0 and sparse_input:
         # Keras' Dropout takes dense tensors only: a linear head on sparse features has nothing it can drop.
         problems.append(
-            f"model.dropout={model.dropout} has no effect on a linear head over sparse features; "
-            "add model.hidden_units=[...] or set encoder.preprocessor.sparse=false"
+            not_allowed("model.dropout", model.dropout, "dropout has no effect on a linear head over sparse "
+                        "features; add model.hidden_units=[...] or set encoder.preprocessor.sparse=false",
+                        context="model.hidden_units=[]")
         )
-    if not model.l2 >= 0:
-        problems.append(f"model.l2={model.l2} is not allowed; it must be >= 0")
+    problems += check_at_least("model.l2", model.l2, 0)
     for i, units in enumerate(model.hidden_units):
-        problems += _check_at_least(f"model.hidden_units[{i}]", units, 1)
+        problems += check_at_least(f"model.hidden_units[{i}]", units, 1)
     return problems
 
 
-def _check_interval(key: str, value, low: float, high: float, *, high_open: bool = True) -> list[str]:
-    """``low <= value < high`` (or ``<= high`` when ``high_open`` is False)."""
-    inside = low <= value < high if high_open else low <= value <= high
-    if not inside:
-        return [f"{key}={value} is not allowed; it must be in [{low}, {high}{')' if high_open else ']'}"]
-    return []
-
-
-def _check_ranges(prefix: str, node: DictConfig) -> list[str]:
+def _check_ranges(prefix: str, node: Mapping) -> list[str]:
     """Range checks by argument name, for whichever of these arguments the chosen option has.
 
     Optimizers and encoders differ in their arguments, but a name means the same
@@ -243,37 +413,11 @@ def _check_ranges(prefix: str, node: DictConfig) -> list[str]:
         if value is None:  # an Optional size left open: no vocabulary cap, no hashing
             continue
         if name in _AT_LEAST_ONE:
-            problems += _check_at_least(key, value, 1)
+            problems += check_at_least(key, value, 1, integer=True)
         elif name in _NON_NEGATIVE:
-            problems += _check_at_least(key, value, 0)
+            problems += check_at_least(key, value, 0)
         elif name in _FRACTIONS:
-            problems += _check_interval(key, value, 0, 1)
-    return problems
-
-
-def _check_encoder(encoder: DictConfig) -> list[str]:
-    preprocessor, embedder = encoder.preprocessor, encoder.embedder
-    problems = [
-        *_check_ranges("encoder.preprocessor", preprocessor),
-        *_check_ngram_range("encoder.preprocessor.ngram_range", preprocessor.get("ngram_range")),
-    ]
-    if "analyzer" in preprocessor:
-        problems += _check_choice("encoder.preprocessor.analyzer", preprocessor.analyzer, ANALYZERS)
-    if "output_mode" in preprocessor:
-        problems += _check_choice("encoder.preprocessor.output_mode", preprocessor.output_mode, OUTPUT_MODES)
-    if "model_type" in preprocessor:
-        problems += _check_choice("encoder.preprocessor.model_type", preprocessor.model_type, MODEL_TYPES)
-    if "character_coverage" in preprocessor:
-        coverage = preprocessor.character_coverage
-        problems += _check_interval("encoder.preprocessor.character_coverage", coverage, 0, 1, high_open=False)
-    if embedder is None:
-        return problems
-    problems += _check_ranges("encoder.embedder", embedder)
-    if "num_heads" in embedder and embedder.num_heads >= 1 and embedder.dim % embedder.num_heads != 0:
-        problems.append(
-            f"encoder.embedder.dim={embedder.dim} is not allowed with encoder.embedder.num_heads={embedder.num_heads}; "
-            "dim must be a multiple of num_heads (each head gets dim / num_heads)"
-        )
+            problems += check_interval(key, value, 0, 1)
     return problems
 
 
@@ -283,9 +427,9 @@ def _check_activation(activation: DictConfig) -> list[str]:
 
     problems = _check_class("activation._target_", activation._target_, keras.layers.Layer, "a Keras layer")
     if "activation" in activation:
-        problems += _check_choice("activation.activation", activation.activation, _keras_activation_names())
+        problems += check_choice("activation.activation", activation.activation, _keras_activation_names())
     if "negative_slope" in activation:
-        problems += _check_at_least("activation.negative_slope", activation.negative_slope, 0)
+        problems += check_at_least("activation.negative_slope", activation.negative_slope, 0)
     return problems
 
 
@@ -315,36 +459,35 @@ def _check_loss(loss: DictConfig) -> list[str]:
     cls = get_class(loss._target_)
     if cls.__name__.startswith("Sparse"):
         problems.append(
-            f"loss._target_={loss._target_} is not allowed; it takes integer labels, but kmexp's targets are "
-            "one-hot: use the loss without Sparse (e.g. keras.losses.CategoricalCrossentropy)"
+            not_allowed("loss._target_", loss._target_, "it takes integer labels, but kmexp's targets are "
+                        "one-hot: use the loss without Sparse (e.g. keras.losses.CategoricalCrossentropy)")
         )
     if "from_logits" in loss and loss.from_logits is not True:
         problems.append(
-            f"loss.from_logits={_yaml(loss.from_logits)} is not allowed; it must be true: "
-            "the network outputs logits, not probabilities"
+            not_allowed("loss.from_logits", loss.from_logits, "it must be true: the network outputs logits, not probabilities")
         )
     elif "from_logits" not in loss and "from_logits" in inspect.signature(cls).parameters:
         problems.append(
-            f"loss._target_={loss._target_} reads scores as probabilities unless from_logits=true; "
-            "add +loss.from_logits=true: the network outputs logits"
+            not_allowed("loss._target_", loss._target_, "it reads scores as probabilities unless from_logits=true; "
+                        "add +loss.from_logits=true: the network outputs logits")
         )
     if "label_smoothing" in loss:
-        problems += _check_interval("loss.label_smoothing", loss.label_smoothing, 0, 1)
+        problems += check_interval("loss.label_smoothing", loss.label_smoothing, 0, 1)
     if "gamma" in loss:
-        problems += _check_at_least("loss.gamma", loss.gamma, 0)
+        problems += check_at_least("loss.gamma", loss.gamma, 0)
     if "alpha" in loss:
-        problems += _check_interval("loss.alpha", loss.alpha, 0, 1, high_open=False)
+        problems += check_interval("loss.alpha", loss.alpha, 0, 1, high_open=False)
     return problems
 
 
 def _check_metrics(metric: DictConfig) -> list[str]:
     if len(metric) == 0:
-        return ["metric=[] selects no metric; choose at least one, e.g. metric=[accuracy,macro_f1]"]
+        return [not_allowed("metric", "[]", "it selects no metric; choose at least one, e.g. metric=[accuracy,macro_f1]")]
     problems = []
     for name, chosen in metric.items():
-        problems += _check_choice(f"metric.{name}._target_", chosen._target_, METRIC_TARGETS)
+        problems += check_choice(f"metric.{name}._target_", chosen._target_, METRIC_TARGETS)
         if "average" in chosen:
-            problems += _check_choice(f"metric.{name}.average", chosen.average, AVERAGES)
+            problems += check_average(f"metric.{name}.average", chosen.average)
     return problems
 
 
@@ -353,35 +496,38 @@ def _check_class(key: str, target: str, base: type, what: str) -> list[str]:
     try:
         cls = get_class(target)
     except (ImportError, ValueError):
-        return [f"{key}={target} is not allowed; it must be the import path of {what}"]
+        return [not_allowed(key, target, f"it must be the import path of {what}")]
     if not issubclass(cls, base):
-        return [f"{key}={target} is not allowed; it must name {what} (a subclass of {base.__name__})"]
+        return [not_allowed(key, target, f"it must name {what} (a subclass of {base.__name__})")]
     return []
 
 
-def _check_segmentation(preprocessor: DictConfig, language: DictConfig) -> list[str]:
-    """Word splitting needs spaces: where the script has none, the preset's fallback must have applied."""
-    if preprocessor.get("analyzer") != "word" or language.spaces is True:
+def check_segmentation(preprocessor: DictConfig, language: DictConfig) -> list[str]:
+    """Word splitting needs spaces: where the script has none, `language.word_fallback` decides.
+
+    `char` counts character n-grams instead (kmexp.builders.build_preprocessor); `error` stops here.
+    """
+    if not splits_words_without_spaces(preprocessor, language) or language.word_fallback != "error":
         return []
-    message = (
-        f"encoder.preprocessor.analyzer=word splits words on spaces, but {_spaceless(language)} "
-        f"writes none (language.word_fallback={language.word_fallback}); use encoder=char_ngram or "
-        f"encoder=subword, or encoder.preprocessor.analyzer=char"
+    allowed = (
+        f"it splits words on spaces, but {_spaceless(language)}; set language.word_fallback=char "
+        "(character n-grams), or use encoder=char_ngram or encoder=subword"
     )
-    return [message]
+    return [not_allowed("encoder.preprocessor.analyzer", "word", allowed, context="language.word_fallback=error")]
 
 
 def _spaceless(language: DictConfig) -> str:
     """Which language(s) write no spaces: the preset's code, or the offending entries of `language.codes`."""
     if "codes" not in language:
-        return f"{language.code} ({language.script} script)"
-    codes = expand_codes(language.codes, sib200_codes())
-    return "language.codes has " + ", ".join(code for code in codes if "_" in code and not uses_spaces(code))
+        return f"{language.code} ({language.script} script) writes none"
+    codes = expand_codes(language.codes, _sib200_codes())
+    spaceless = ", ".join(code for code in codes if "_" in code and not uses_spaces(code))
+    return f"language.codes has {spaceless}, which write none"
 
 
 def _check_ngram_range(key: str, value) -> list[str]:
     if value is None:
         return []
     if len(value) != 2 or not 1 <= value[0] <= value[1]:
-        return [f"{key}={list(value)} is not allowed; it must be [min_n, max_n] with 1 <= min_n <= max_n"]
+        return [not_allowed(key, list(value), "it must be [min_n, max_n] with 1 <= min_n <= max_n")]
     return []

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from kmexp.data.splits import Split, Splits, make_splits
-from kmexp.errors import ConfigError, DataError
+from kmexp.errors import DataError
 
 # Extension -> field separator; None marks JSON Lines.
 _FORMATS = {".tsv": "\t", ".csv": ",", ".jsonl": None, ".json-lines": None}
@@ -36,10 +36,11 @@ class LabeledFiles:
         dev_fraction: float,
         seed: int,
     ):
-        if dev is None and not 0.0 < dev_fraction < 1.0:
-            raise ConfigError(
-                f"data.dev_fraction: got {dev_fraction!r}; it must be between 0 and 1 (exclusive)"
-            )
+        # The rule validate() applies, for a caller that skipped it. Imported here: kmexp.config
+        # imports kmexp.data (its resolvers read the SIB-200 codes).
+        from kmexp.config.validation import check_data, raise_problems
+
+        raise_problems(check_data({"dev": dev, "dev_fraction": dev_fraction}))
         self.train = train
         self.dev = dev
         self.test = test

@@ -25,8 +25,8 @@ from pathlib import Path
 
 from kmexp.data.files import read_split
 from kmexp.data.splits import Split, Splits, concat_splits, make_splits
-from kmexp.errors import ConfigError, DataError
-from kmexp.languages import check_code, check_codes, expand_codes
+from kmexp.errors import DataError
+from kmexp.languages import expand_codes
 from kmexp.runs import atomic_write
 
 # The upstream commit that the shipped sums (sib200.sha256) were taken from.
@@ -81,14 +81,12 @@ class SIB200:
     ):
         self._sums = _shipped_sums()
         valid = _codes_in(self._sums)
-        _check_languages(code, codes, eval_codes, valid)
-        if timeout_s <= 0:
-            raise ConfigError(f"data.timeout_s: got {timeout_s!r}; it must be > 0 seconds")
-        if root is None and commit != SIB200_COMMIT:
-            raise ConfigError(
-                f"data.commit={commit!r} has no shipped sha256 sums; downloads are verified for "
-                f"{SIB200_COMMIT} only (set KMEXP_DATA_DIR to use another version)"
-            )
+        # The rules validate() applies, for a caller that skipped it. Imported here: kmexp.config
+        # imports this module (its resolvers read the SIB-200 codes).
+        from kmexp.config.validation import check_data, check_languages, raise_problems
+
+        data = {"root": root, "commit": commit, "timeout_s": timeout_s}
+        raise_problems([*check_languages(code, codes, eval_codes, valid), *check_data(data)])
         self.root = root
         self.code = code
         # Trained on: `code` alone, or the `codes` of language=multi.
@@ -159,19 +157,6 @@ class SIB200:
 def _codes_in(sums: dict[str, str]) -> list[str]:
     """The language codes named in a '<code>/<file>' -> sha256 map, sorted."""
     return sorted({name.split("/", 1)[0] for name in sums})
-
-
-def _check_languages(code: str, codes, eval_codes, valid: list[str]) -> None:
-    """Raise one ConfigError for every unknown code, naming the config key the user sets."""
-    if codes is None:
-        check_code(code, valid)
-        problems = []
-    else:
-        problems = check_codes("language.codes", codes, valid)
-    if eval_codes is not None:
-        problems += check_codes("eval_languages", eval_codes, valid)
-    if problems:
-        raise ConfigError("; ".join(problems))
 
 
 def _read(path: Path) -> Split:

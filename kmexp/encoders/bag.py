@@ -8,11 +8,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kmexp.config.validation import OUTPUT_MODES
 from kmexp.encoders import vocab
 from kmexp.encoders.base import PACKAGE, Preprocessor
 from kmexp.encoders.lookup import StringLookup
-
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)

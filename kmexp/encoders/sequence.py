@@ -144,7 +144,7 @@ class ConvPooling(keras.layers.Layer):
     poolings; an empty text gives zeros. The output has ``2 * filters`` features.
     """
 
-    def __init__(self, input_dim: int, dim: int = 64, filters: int = 128, kernel_size: int = 5, **kwargs):
+    def __init__(self, input_dim: int, dim: int = 32, filters: int = 256, kernel_size: int = 5, **kwargs):
         super().__init__(**kwargs)
         self.input_dim = int(input_dim)
         self.dim = int(dim)

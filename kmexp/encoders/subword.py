@@ -32,7 +32,7 @@ from sentencepiece import sentencepiece_model_pb2
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-from kmexp.config.validation import MODEL_TYPES
+from kmexp.config.validation import check_preprocessor, raise_problems
 from kmexp.encoders import text, vocab
 from kmexp.encoders.base import PACKAGE, SequencePreprocessor
 
@@ -73,8 +73,7 @@ def train_sentencepiece(
     SentencePiece refuses a hard limit, so training is retried with the limit
     made soft, which keeps as many pieces as the data allows.
     """
-    if model_type not in MODEL_TYPES:
-        raise ValueError(f"model_type={model_type!r} is not one of {MODEL_TYPES}")
+    raise_problems(check_preprocessor({"model_type": model_type}))
     sentences = [s for s in sentences if s]
     if not sentences:
         raise ValueError("the training texts are all empty after standardization: no subwords to learn")
@@ -134,8 +133,11 @@ class SubwordSequencer(SequencePreprocessor):
         **kwargs,
     ):
         super().__init__(standardize, analyzer, ngram_range, max_length, **kwargs)
-        if model_type not in MODEL_TYPES:
-            raise ValueError(f"model_type={model_type!r} is not one of {MODEL_TYPES}")
+        # The rules validate() applies to encoder.preprocessor, for a caller that skipped it.
+        raise_problems(check_preprocessor({
+            "vocab_size": vocab_size, "model_type": model_type,
+            "character_coverage": character_coverage, "max_length": max_length,
+        }))
         self.vocab_size = int(vocab_size)
         self.model_type = model_type
         self.character_coverage = float(character_coverage)

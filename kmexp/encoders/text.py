@@ -12,20 +12,15 @@ from collections.abc import Mapping, Sequence
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-from kmexp.config.validation import ANALYZERS, CASES, DIGITS, NORMALIZATIONS
+from kmexp.config.validation import CASES, DIGITS, NORMALIZATIONS, check_standardize, raise_problems
+from kmexp.errors import ConfigError
 
-
-# What each option is when a preset (or a model saved before the option existed)
-# does not say; the same values as conf/language/_common.yaml.
-DEFAULTS = {
-    "normalization": "NFKC",
-    "case": "fold",
-    "locale": "",
-    "fold_punctuation": True,
-    "strip_diacritics": False,
-    "digits": "keep",
-    "fold_whitespace": True,
-}
+# Every option standardize() reads. Its values come from the language preset (conf/language/),
+# and a saved model carries them all in its preprocessor's config.
+OPTIONS = ("normalization", "case", "locale", "fold_punctuation", "strip_diacritics", "digits", "fold_whitespace")
+# Options added after models were first saved, with what every model saved before then did:
+# those models always folded whitespace (kmexp 126e8de; the switch came in 2f6ecdb).
+SAVED_BEFORE_THE_OPTION = {"fold_whitespace": True}
 
 # Languages whose Latin alphabet pairs dotted İ/i and dotless I/ı, unlike the default
 # Unicode casing (I -> i). Matched on the language part of `locale`, which is a BCP-47
@@ -50,8 +45,8 @@ _DECIMAL_DIGIT = r"\p{Nd}"
 def standardize(texts: tf.Tensor, options: Mapping) -> tf.Tensor:
     """Normalize a batch of strings so that spelling variants become the same string.
 
-    ``options`` (from the language preset, ``language.standardize``; a missing key
-    takes its value from ``DEFAULTS``):
+    ``options`` (from the language preset, ``language.standardize``; every key of
+    ``OPTIONS``, except those a model saved before them lacks: ``SAVED_BEFORE_THE_OPTION``):
       normalization     NFKC | NFC | none: Unicode normalization form.
       case              fold | lower | none, in every script (not ASCII-only).
                         fold: ICU full case folding, NFKC_Casefold (ß -> ss, every
@@ -73,7 +68,7 @@ def standardize(texts: tf.Tensor, options: Mapping) -> tf.Tensor:
     The result is idempotent for every combination of options, and the same for NFC
     and NFD input whenever ``normalization`` is on (tests/test_properties.py).
     """
-    options = _checked({**DEFAULTS, **options})
+    options = _checked({**SAVED_BEFORE_THE_OPTION, **options})
     texts = tf.reshape(texts, [-1])
     # Invalid UTF-8 -> U+FFFD, so that no later op can fail on it.
     texts = tf.strings.unicode_transcode(texts, "UTF-8", "UTF-8", errors="replace", replacement_char=0xFFFD)
@@ -103,15 +98,20 @@ def standardize(texts: tf.Tensor, options: Mapping) -> tf.Tensor:
 
 
 def _checked(options: dict) -> dict:
-    """Fail at model build time on a misspelt option, not silently at prediction."""
+    """Fail at model build time on a misspelt or missing option, not silently at prediction.
+
+    The choices are matched case-insensitively (nfkc is NFKC, None is none), then checked by
+    the rule validate() applies to ``language.standardize``.
+    """
+    missing = [key for key in OPTIONS if key not in options]
+    if missing:
+        raise ConfigError(f"language.standardize has no {', '.join(missing)}: give every option of {', '.join(OPTIONS)}")
     checked = dict(options)
     for key, allowed in (("normalization", NORMALIZATIONS), ("case", CASES), ("digits", DIGITS)):
         value = "none" if options[key] is None else str(options[key])
         # Case-insensitive: nfkc and NFKC are the same choice.
-        match = [choice for choice in allowed if choice.lower() == value.lower()]
-        if not match:
-            raise ValueError(f"standardize.{key} must be one of {', '.join(allowed)}, got {options[key]!r}")
-        checked[key] = match[0]
+        checked[key] = next((choice for choice in allowed if choice.lower() == value.lower()), options[key])
+    raise_problems(check_standardize(checked))
     for key in ("fold_punctuation", "strip_diacritics", "fold_whitespace"):
         checked[key] = bool(options[key])
     checked["locale"] = "" if options["locale"] is None else str(options["locale"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from kmexp.config.validation import check_embedder, raise_problems
 from kmexp.encoders.base import PACKAGE
 
 
@@ -14,8 +15,7 @@ class TransformerBlock(keras.layers.Layer):
 
     def __init__(self, dim: int, num_heads: int, ff_dim: int, dropout: float, **kwargs):
         super().__init__(**kwargs)
-        if dim % num_heads:
-            raise ValueError(f"dim={dim} must be a multiple of num_heads={num_heads}")
+        raise_problems(check_embedder({"dim": dim, "num_heads": num_heads, "ff_dim": ff_dim, "dropout": dropout}))
         self.dim = int(dim)
         self.num_heads = int(num_heads)
         self.ff_dim = int(ff_dim)
@@ -72,10 +72,14 @@ class TransformerEmbedder(keras.layers.Layer):
         num_layers: int = 2,
         num_heads: int = 4,
         ff_dim: int = 128,
-        dropout: float = 0.1,
+        dropout: float = 0.2,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        # The rules validate() applies to encoder.embedder, for a caller that skipped it.
+        raise_problems(check_embedder({
+            "dim": dim, "num_layers": num_layers, "num_heads": num_heads, "ff_dim": ff_dim, "dropout": dropout,
+        }))
         self.input_dim = int(input_dim)
         self.dim = int(dim)
         self.num_layers = int(num_layers)

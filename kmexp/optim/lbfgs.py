@@ -15,7 +15,6 @@ assignment.
 from __future__ import annotations
 
 import math
-import numbers
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -23,7 +22,7 @@ from typing import Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
-from kmexp.errors import ConfigError
+from kmexp.config.validation import check_at_least, check_optimizer, raise_problems
 
 # Sufficient-decrease and curvature constants of the Wolfe conditions; 0.9 is the usual
 # choice for quasi-Newton methods because it accepts the unit step most of the time.
@@ -34,7 +33,6 @@ _MAX_LINE_SEARCH_EVALS = 25
 # Pairs with s'y at or below this keep the inverse-Hessian estimate positive definite
 # only in theory; skipping them is what keeps the search directions descent directions.
 _MIN_CURVATURE = 1e-10
-_LINE_SEARCHES = ("strong_wolfe", "armijo")
 
 
 # --------------------------------------------------------------------------------------
@@ -389,20 +387,16 @@ class LBFGS:
         self,
         learning_rate: float = 1.0,
         history_size: int = 10,
-        iterations_per_epoch: int = 20,
+        iterations_per_epoch: int = 10,
         tolerance_grad: float = 1e-7,
         tolerance_change: float = 1e-9,
         line_search: str = "strong_wolfe",
     ):
-        _check_positive("learning_rate", learning_rate)
-        _check_positive_int("history_size", history_size)
-        _check_positive_int("iterations_per_epoch", iterations_per_epoch)
-        _check_non_negative("tolerance_grad", tolerance_grad)
-        _check_non_negative("tolerance_change", tolerance_change)
-        if line_search not in _LINE_SEARCHES:
-            raise ConfigError(
-                f"optimizer.line_search: got {line_search!r}, expected one of {_LINE_SEARCHES}"
-            )
+        # The rules validate() applies to `optimizer`, for a caller that skipped it.
+        raise_problems(check_optimizer({
+            "learning_rate": learning_rate, "history_size": history_size, "iterations_per_epoch": iterations_per_epoch,
+            "tolerance_grad": tolerance_grad, "tolerance_change": tolerance_change, "line_search": line_search,
+        }))
         self.learning_rate = float(learning_rate)
         self.history_size = int(history_size)
         self.iterations_per_epoch = int(iterations_per_epoch)
@@ -450,7 +444,7 @@ class LBFGS:
         """
         if max_iterations is None:
             max_iterations = self.iterations_per_epoch
-        _check_non_negative_int("max_iterations", max_iterations)
+        raise_problems(check_at_least("max_iterations", max_iterations, 0, integer=True))
 
         flat = _FlatVariables(variables)
         state = self._state_for(flat.key)
@@ -530,23 +524,3 @@ class LBFGS:
         if step is start or not step.f < f:
             return None
         return step
-
-
-def _check_positive(key: str, value) -> None:
-    if not (isinstance(value, numbers.Real) and math.isfinite(value) and value > 0):
-        raise ConfigError(f"optimizer.{key}: got {value!r}, expected a positive number")
-
-
-def _check_non_negative(key: str, value) -> None:
-    if not (isinstance(value, numbers.Real) and math.isfinite(value) and value >= 0):
-        raise ConfigError(f"optimizer.{key}: got {value!r}, expected a number >= 0")
-
-
-def _check_positive_int(key: str, value) -> None:
-    if not (isinstance(value, numbers.Integral) and not isinstance(value, bool) and value > 0):
-        raise ConfigError(f"optimizer.{key}: got {value!r}, expected an integer >= 1")
-
-
-def _check_non_negative_int(key: str, value) -> None:
-    if not (isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 0):
-        raise ConfigError(f"{key}: got {value!r}, expected an integer >= 0")
