@@ -11,6 +11,7 @@ conf/language/multi.yaml describe a set of languages by what they share.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 from kmexp.errors import ConfigError
 
@@ -25,10 +26,24 @@ RTL_SCRIPTS: frozenset[str] = frozenset({"Arab", "Hebr", "Thaa", "Syrc", "Nkoo",
 
 # `language.codes=all` / `eval_languages=all`: every SIB-200 language.
 ALL_CODES = "all"
+# The sha256 of every SIB-200 file at the pinned upstream commit, shipped in the package:
+# the list of the 205 codes, and what a download is checked against (kmexp.data.sib200).
+SHIPPED_SUMS = Path(__file__).resolve().parent / "data" / "sib200.sha256"
+SIB200_COMMIT = "593cea88519930f776c1a4a1980b6a35b39dca57"  # the upstream commit the shipped sums were taken from
 # What a set of languages reports for a fact its members do not share.
 MIXED_SCRIPT = "Mixed"
 MIXED_DIRECTION = "mixed"
 
+
+
+def sib200_codes() -> list[str]:
+    """The 205 SIB-200 language codes (e.g. fra_Latn), sorted, from the shipped sums."""
+    return codes_in(line.split(maxsplit=1)[1] for line in SHIPPED_SUMS.read_text(encoding="utf-8").splitlines() if line.strip())
+
+
+def codes_in(names: Iterable[str]) -> list[str]:
+    """The language codes in SIB-200 file names ('<code>/<file>', './' allowed first), sorted."""
+    return sorted({name.strip().removeprefix("./").split("/", 1)[0] for name in names})
 
 
 def script_of(code: str) -> str:

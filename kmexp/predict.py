@@ -131,9 +131,9 @@ def read_labels(run_dir: Path) -> list[str]:
 
 def check_options(args: argparse.Namespace, n_labels: int) -> None:
     if not 1 <= args.top_k <= n_labels:
-        raise UsageError(f"--top-k={args.top_k} is not allowed; this model has {n_labels} labels, so use 1 to {n_labels}")
+        raise UsageError(f"--top-k={args.top_k} is not allowed: this model has {n_labels} labels, so use 1 to {n_labels}")
     if args.batch_size < 1:
-        raise UsageError(f"--batch-size={args.batch_size} is not allowed; use 1 or more")
+        raise UsageError(f"--batch-size={args.batch_size} is not allowed: use 1 or more")
 
 
 def load_model(model_path: Path, n_labels: int):

@@ -10,7 +10,6 @@ from __future__ import annotations
 from omegaconf import OmegaConf
 
 from kmexp import languages
-from kmexp.data.sib200 import sib200_codes
 
 
 def register_resolvers() -> None:
@@ -24,7 +23,7 @@ def register_resolvers() -> None:
     OmegaConf.register_new_resolver("kmexp.shared_direction", languages.shared_direction, replace=True)
     # `language.codes` as a list, with `all` expanded to the 205 SIB-200 codes.
     OmegaConf.register_new_resolver(
-        "kmexp.codes", lambda value: languages.expand_codes(value, sib200_codes()), replace=True
+        "kmexp.codes", lambda value: languages.expand_codes(value, languages.sib200_codes()), replace=True
     )
     # ${kmexp.coalesce:a,b}: a unless it is null, else b. Lets `resume=DIR` pick the sweep folder.
     OmegaConf.register_new_resolver(

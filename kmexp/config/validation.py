@@ -24,7 +24,14 @@ from hydra.utils import get_class
 from omegaconf import DictConfig
 
 from kmexp.errors import ConfigError
-from kmexp.languages import ALL_CODES, expand_codes, splits_words_without_spaces, uses_spaces
+from kmexp.languages import (
+    ALL_CODES,
+    SIB200_COMMIT,
+    expand_codes,
+    sib200_codes,
+    splits_words_without_spaces,
+    uses_spaces,
+)
 
 # --- what each setting allows (the classes that take these settings call the check_* functions below) ---
 # device.kind: where the model trains (conf/device/).
@@ -244,8 +251,6 @@ def check_data(data: Mapping, prefix: str = "data") -> list[str]:
     """The data options: a download needs the pinned commit and a positive time limit; a dev share is in (0, 1)."""
     problems = []
     if "commit" in data and data.get("root") is None:  # null root: SIB-200 downloads, checked against shipped sums
-        from kmexp.data.sib200 import SIB200_COMMIT  # when called: kmexp.data.sib200 imports this module
-
         if data["commit"] != SIB200_COMMIT:
             allowed = (
                 f"downloads are checked against sha256 sums shipped for {SIB200_COMMIT} only; "
@@ -311,13 +316,6 @@ def check_code(key: str, code: str, valid_codes: Iterable[str]) -> list[str]:
     return [not_allowed(key, code, allowed)]
 
 
-def _sib200_codes() -> list[str]:
-    """The 205 SIB-200 codes. Imported when called: kmexp.data.sib200 imports this module for its checks."""
-    from kmexp.data.sib200 import sib200_codes
-
-    return sib200_codes()
-
-
 def validate_distributed(cfg: DictConfig) -> None:
     """Raise one ConfigError listing what Keras 3.15 cannot do over several replicas (device=multi_gpu, ...).
 
@@ -351,7 +349,7 @@ def validate_distributed(cfg: DictConfig) -> None:
 def _check_language(language: DictConfig) -> list[str]:
     """The preset's SIB-200 code, or for language=multi each entry of `language.codes`."""
     return [
-        *check_languages(language.code, language.get("codes"), None, _sib200_codes()),
+        *check_languages(language.code, language.get("codes"), None, sib200_codes()),
         *check_choice("language.word_fallback", language.word_fallback, WORD_FALLBACKS),
         *_check_ngram_range("language.fallback_ngram_range", language.fallback_ngram_range),
         *check_standardize(language.standardize),
@@ -368,7 +366,7 @@ def _check_eval_languages(cfg: DictConfig) -> list[str]:
             "this data option has no per-language test files; use data=sib200 or eval_languages=null",
         )
         return [message]
-    return check_codes("eval_languages", cfg.eval_languages, _sib200_codes())
+    return check_codes("eval_languages", cfg.eval_languages, sib200_codes())
 
 
 def _yaml(value) -> str:
@@ -520,7 +518,7 @@ def _spaceless(language: DictConfig) -> str:
     """Which language(s) write no spaces: the preset's code, or the offending entries of `language.codes`."""
     if "codes" not in language:
         return f"{language.code} ({language.script} script) writes none"
-    codes = expand_codes(language.codes, _sib200_codes())
+    codes = expand_codes(language.codes, sib200_codes())
     spaceless = ", ".join(code for code in codes if "_" in code and not uses_spaces(code))
     return f"language.codes has {spaceless}, which write none"
 

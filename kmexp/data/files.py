@@ -11,6 +11,7 @@ import io
 import json
 from pathlib import Path
 
+from kmexp.config.validation import check_data, raise_problems
 from kmexp.data.splits import Split, Splits, make_splits
 from kmexp.errors import DataError
 
@@ -36,10 +37,7 @@ class LabeledFiles:
         dev_fraction: float,
         seed: int,
     ):
-        # The rule validate() applies, for a caller that skipped it. Imported here: kmexp.config
-        # imports kmexp.data (its resolvers read the SIB-200 codes).
-        from kmexp.config.validation import check_data, raise_problems
-
+        # The rule validate() applies, for a caller that skipped it.
         raise_problems(check_data({"dev": dev, "dev_fraction": dev_fraction}))
         self.train = train
         self.dev = dev

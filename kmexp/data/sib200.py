@@ -20,17 +20,21 @@ import http.client
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
-from importlib import resources
 from pathlib import Path
 
+from kmexp.config.validation import check_data, check_languages, raise_problems
 from kmexp.data.files import read_split
 from kmexp.data.splits import Split, Splits, concat_splits, make_splits
 from kmexp.errors import DataError
-from kmexp.languages import expand_codes
+from kmexp.languages import (  # noqa: F401  (kmexp.data exports the codes)
+    SHIPPED_SUMS,
+    SIB200_COMMIT,
+    codes_in,
+    expand_codes,
+    sib200_codes,
+)
 from kmexp.runs import atomic_write
 
-# The upstream commit that the shipped sums (sib200.sha256) were taken from.
-SIB200_COMMIT = "593cea88519930f776c1a4a1980b6a35b39dca57"
 SPLIT_FILES = ("train.tsv", "dev.tsv", "test.tsv")
 TEST_FILE = "test.tsv"
 TEXT_COLUMN = "text"
@@ -41,16 +45,10 @@ _CHUNK = 1 << 16
 _SHOWN_CODES = 4
 
 
-def sib200_codes() -> list[str]:
-    """The 205 language codes (e.g. fra_Latn), sorted, from the shipped sums."""
-    return _codes_in(_shipped_sums())
-
-
-def _shipped_sums() -> dict[str, str]:
-    """Map '<code>/<file>' to its sha256, read from the package (works from a wheel)."""
-    text = resources.files("kmexp.data").joinpath("sib200.sha256").read_text("utf-8")
+def shipped_sums() -> dict[str, str]:
+    """Map '<code>/<file>' to its sha256: the sums shipped in the package (``SHIPPED_SUMS``)."""
     sums = {}
-    for line in text.splitlines():
+    for line in SHIPPED_SUMS.read_text(encoding="utf-8").splitlines():
         if line.strip():
             digest, name = line.split(maxsplit=1)
             sums[name.strip().removeprefix("./")] = digest
@@ -79,12 +77,9 @@ class SIB200:
         codes: list[str] | str | None = None,
         eval_codes: list[str] | str | None = None,
     ):
-        self._sums = _shipped_sums()
-        valid = _codes_in(self._sums)
-        # The rules validate() applies, for a caller that skipped it. Imported here: kmexp.config
-        # imports this module (its resolvers read the SIB-200 codes).
-        from kmexp.config.validation import check_data, check_languages, raise_problems
-
+        self._sums = shipped_sums()
+        valid = codes_in(self._sums)
+        # The rules validate() applies, for a caller that skipped it.
         data = {"root": root, "commit": commit, "timeout_s": timeout_s}
         raise_problems([*check_languages(code, codes, eval_codes, valid), *check_data(data)])
         self.root = root
@@ -152,11 +147,6 @@ class SIB200:
 
     def _url(self, code: str, name: str) -> str:
         return f"{self.base_url}/{self.commit}/data/annotated/{code}/{name}"
-
-
-def _codes_in(sums: dict[str, str]) -> list[str]:
-    """The language codes named in a '<code>/<file>' -> sha256 map, sorted."""
-    return sorted({name.split("/", 1)[0] for name in sums})
 
 
 def _read(path: Path) -> Split:
