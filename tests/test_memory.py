@@ -25,6 +25,7 @@ RUNS_IN_ONE_PROCESS = textwrap.dedent(
     from hydra import compose, initialize_config_dir
     from tensorflow.python.framework import ops
 
+    import kmexp.experiment  # noqa: F401  (train() imports it on the first run: what importing registers is not a run's)
     from kmexp.config import register_configs
     from kmexp.paths import config_dir
     from kmexp.train import train

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from conftest import files_overrides, only_run_dir, write_small_data
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from kmexp.config import register_configs
 from kmexp.errors import KmexpError
@@ -83,6 +83,9 @@ def leet(*args: str) -> str:
 def run_job(sweep_dir: Path, name: str, overrides: list[str]) -> Job:
     cfg, choices = compose_job(overrides)
     run_dir = sweep_dir / name
+    # What Hydra saves in each job folder of a sweep, and how the reports find a sweep's jobs.
+    (run_dir / ".hydra").mkdir(parents=True)
+    OmegaConf.save(OmegaConf.create(overrides), run_dir / ".hydra" / "overrides.yaml")
     started = time.perf_counter()
     try:
         train(cfg, run_dir, overrides, choices=choices, group=GROUP)

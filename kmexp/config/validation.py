@@ -49,6 +49,9 @@ DIGITS = ("keep", "zero")
 ANALYZERS = ("word", "char", "char_wb", "byte")
 OUTPUT_MODES = ("multi_hot", "count", "tfidf")
 MODEL_TYPES = ("unigram", "bpe")  # SentencePiece's model types that train on raw text
+# encoder=pretrained: how a backbone's token vectors become one vector per text, and whether it trains.
+POOLINGS = ("mean", "first")
+MODES = ("frozen", "finetune")
 # metric.<name>.average: how per-class scores combine.
 AVERAGES = ("macro", "weighted", "micro")
 # optimizer=lbfgs: how L-BFGS picks each step's length (kmexp/optim/lbfgs.py).
