@@ -18,6 +18,7 @@ import contextlib
 import logging
 import os
 import signal
+import string
 import sys
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
@@ -28,12 +29,13 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException, MissingConfigException, OverrideParseException
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from kmexp.config import register_configs
 from kmexp.errors import KmexpError
-from kmexp.paths import config_dir
+from kmexp.paths import config_dir, group_options
+from kmexp.provenance import versions
 from kmexp.report.summary import summary_table
 from kmexp.runs import completed_record, experiment_overrides, keep_completed
 from kmexp.secrets import Secrets, redact_log_records
@@ -43,6 +45,11 @@ from kmexp.train import train
 log = logging.getLogger("kmexp")
 
 FULL_ERROR = "HYDRA_FULL_ERROR"
+HELP_FLAGS = ("--help", "-h")
+# What `--version` names: (shown name, distribution).
+VERSIONS = (("kmexp", "kmexp"), ("tensorflow", "tensorflow"), ("keras", "keras"), ("hydra", "hydra-core"))
+# Groups that kmexp picks for itself (specialisations, Hydra's own): not listed in --help.
+INTERNAL_GROUPS = ("hydra", "encoder_training", "language_encoder")
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
@@ -70,7 +77,11 @@ def _sweep_job(cfg: DictConfig, hydra_cfg: DictConfig, run_dir: Path, overrides:
             keep_completed(run_dir, earlier)
             return earlier.objective.value
     # A sweep runs many jobs in one process (basic launcher, a joblib worker, optuna): each starts from a
-    # blank Keras state, and frees what TensorFlow would keep of it (benchmarks/results/sweep_memory.md).
+    # blank Keras state (layer-name counters, global settings), as a single run does. train() itself frees
+    # what TensorFlow would keep of the last job (benchmarks/results/sweep_memory.md).
+    import keras  # TensorFlow loads here rather than with the CLI: this job is about to train anyway
+
+    keras.backend.clear_session()
     try:
         record = train(
             cfg, run_dir, overrides, choices=_choices(hydra_cfg), group=sweep_group(Path(hydra_cfg.sweep.dir))
@@ -104,6 +115,12 @@ class RunFailed(BaseException):
 
 
 def main() -> None:
+    if any(arg in HELP_FLAGS for arg in sys.argv[1:]):
+        print(help_text())  # answered here: Hydra's own help composes every option of every group, seconds on 2 cores
+        return
+    if "--version" in sys.argv[1:]:
+        print(version_text())
+        return
     register_configs()
     redact_log_records(Secrets.from_environ())
     show_traceback = traceback_requested(os.environ, sys.argv[1:])
@@ -116,6 +133,23 @@ def main() -> None:
         _exit_interrupted(stop)
     except Exception as err:  # raised by Hydra itself: composing the config, parsing an override
         _exit_with(err, show_traceback)
+
+
+def help_text() -> str:
+    """``--help``: the template of conf/hydra/help/kmexp.yaml, with the options of each group users pick."""
+    help_cfg = OmegaConf.to_container(OmegaConf.load(config_dir() / "hydra" / "help" / "kmexp.yaml"), resolve=False)
+    groups = sorted(p.name for p in config_dir().iterdir() if p.is_dir() and p.name not in INTERNAL_GROUPS)
+    listing = "\n".join(f"  {group}: {', '.join(group_options(group))}" for group in groups)
+    text = help_cfg["template"]
+    for key in ("header", "footer"):  # as Hydra resolves them in its own help
+        text = text.replace(f"${{hydra.help.{key}}}", help_cfg[key])
+    return string.Template(text).safe_substitute(APP_CONFIG_GROUPS=listing)
+
+
+def version_text() -> str:
+    """``--version``: kmexp's, and those of the libraries that decide a run's numbers (read without importing them)."""
+    found = versions()
+    return " ".join(f"{name} {found.get(package) or 'not installed'}" for name, package in VERSIONS)
 
 
 def _exit_with(err: Exception, show_traceback: bool) -> NoReturn:

@@ -50,9 +50,6 @@ def run(cfg: DictConfig, run_dir: Path, logger) -> dict:
 
 
 def _experiment(cfg: DictConfig, run_dir: Path, logger) -> dict:
-    # Many runs can share a process (a sweep's jobs, a notebook): each starts from a blank Keras
-    # state (layer-name counters, global settings), as a fresh process does.
-    keras.backend.clear_session()
     # Seed Python, NumPy and the backend before anything random happens.
     keras.utils.set_random_seed(cfg.seed)
     validate_targets(cfg)  # the classes the config names: importing them needs Keras

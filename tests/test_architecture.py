@@ -9,6 +9,7 @@ which lists every module a process imports.
 from __future__ import annotations
 
 import ast
+import os
 import re
 import subprocess
 import sys
@@ -123,8 +124,6 @@ def test_no_module_spells_a_run_file_name_but_runs():
 
 def imports_of(args: list[str], cwd: Path, env: dict | None = None) -> tuple[subprocess.CompletedProcess, set[str]]:
     """Run ``python -X importtime ARGS``; return the process and the top-level packages it imported."""
-    import os
-
     result = subprocess.run(
         [sys.executable, "-X", "importtime", *args], capture_output=True, text=True, cwd=cwd, timeout=120,
         env={**os.environ, "WANDB_MODE": "offline", **(env or {})},
@@ -142,7 +141,8 @@ def test_import_kmexp_loads_no_tensorflow(tmp_path):
 @pytest.mark.parametrize(
     ("args", "exit_code", "says"),
     [
-        (["-m", "kmexp", "--help"], 0, "== Configuration groups =="),
+        (["-m", "kmexp", "--help"], 0, "encoder: byte, char_ngram"),
+        (["-m", "kmexp", "--version"], 0, "kmexp 0.1.0 tensorflow 2.21"),
         (["-m", "kmexp", "--cfg", "job", "language=fr"], 0, "code: fra_Latn"),
         (["-m", "kmexp", "trainer.epoch=3"], 1, "kmexp: error: "),  # composition: an unknown key
         (["-m", "kmexp", "loss=nope"], 1, "kmexp: error: "),  # composition: an unknown option
@@ -152,7 +152,7 @@ def test_import_kmexp_loads_no_tensorflow(tmp_path):
         (["-m", "kmexp.report", "nowhere"], 2, "nowhere"),
         (["-m", "kmexp.predict", "--help"], 0, "usage:"),
     ],
-    ids=["help", "cfg-job", "unknown-key", "unknown-option", "bad-value", "bad-code", "report-help", "report-error",
+    ids=["help", "version", "cfg-job", "unknown-key", "unknown-option", "bad-value", "bad-code", "report-help", "report-error",
          "predict-help"],
 )
 def test_the_cli_answers_before_tensorflow_loads(args, exit_code, says, tmp_path):
@@ -169,3 +169,19 @@ def test_a_data_error_is_found_after_tensorflow_loads_but_validation_before(smal
     )
     assert result.returncode == 1 and "nope.tsv" in result.stderr
     assert "tensorflow" in loaded
+
+
+def test_help_lists_the_groups_users_pick_and_examples_that_compose(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "kmexp", "--help"], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0
+    for internal in ("schema", "_common", "encoder_training", "language_encoder", "$APP_CONFIG_GROUPS", "${"):
+        assert internal not in result.stdout, internal
+    assert "language: am, ar," in result.stdout and "optimizer: adagrad, adam," in result.stdout
+    lines = [line.strip() for line in result.stdout.split("Examples:")[1].split("Config groups")[0].splitlines()]
+    examples = [re.split(r"\s{2,}", line)[0].split()[3:] for line in lines if line.startswith("python -m kmexp ")]
+    assert len(examples) >= 5
+    for args in examples:  # every example composes
+        args = [re.sub(r"=([^,]*),.*", r"=\1", a) for a in args if a not in ("-m", "--cfg", "job")]  # a sweep's first job
+        done = subprocess.run([sys.executable, "-m", "kmexp", *args, "--cfg", "job"], capture_output=True, text=True,
+                              cwd=tmp_path, env={**os.environ, "WANDB_MODE": "offline"})
+        assert done.returncode == 0, (args, done.stderr[-1000:])
