@@ -6,21 +6,39 @@ means adding a YAML file, not editing this module.
 
 from __future__ import annotations
 
+import functools
 import logging
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hydra.utils import instantiate
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from kmexp.config.validation import check_segmentation, raise_problems
+from kmexp.errors import KmexpError
 from kmexp.languages import splits_words_without_spaces
 
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # the builders that make Keras objects import Keras through instantiate, when called
     import keras
+
+
+def instantiate(cfg: DictConfig, **kwargs):
+    """Hydra's ``instantiate``, with kmexp's own errors passed on as they are.
+
+    Hydra wraps whatever a constructor raises in an InstantiationException ("Error
+    in call to target ..."); a KmexpError already says, in one line, what to fix.
+    """
+    try:
+        return hydra_instantiate(cfg, **kwargs)
+    except InstantiationException as err:
+        if isinstance(err.__cause__, KmexpError):
+            raise err.__cause__ from None
+        raise
 
 
 def build_data(cfg: DictConfig):
@@ -64,9 +82,35 @@ def build_loss(cfg: DictConfig) -> keras.losses.Loss:
     return instantiate(cfg)
 
 
-def build_optimizer(cfg: DictConfig):
-    """A Keras optimizer, or kmexp's full-batch L-BFGS."""
-    return instantiate(cfg)
+def build_optimizer(cfg: DictConfig, trainer: DictConfig, n_train: int):
+    """A Keras optimizer, or kmexp's full-batch L-BFGS, for ``n_train`` training texts.
+
+    ``trainer.gradient_accumulation_steps`` (when set) goes to the Keras optimizer.
+    An optimizer whose schedule spans the whole run is a partial in conf/
+    (``_partial_: true``, e.g. warmup_adamw): it gets the run's length here.
+    """
+    accumulation = trainer.gradient_accumulation_steps
+    optimizer = instantiate(cfg, **({} if accumulation is None else {"gradient_accumulation_steps": accumulation}))
+    if isinstance(optimizer, functools.partial):
+        optimizer = optimizer(total_steps=trainer.epochs * math.ceil(n_train / trainer.batch_size))
+    return optimizer
+
+
+def build_embedding_cache(cfg: DictConfig, preprocessor):
+    """The on-disk cache of a frozen encoder's vectors (``cfg`` is the ``encoder`` subtree).
+
+    Its key holds everything that decides a vector: the preset (a folder's files
+    too), the tokenizer and embedder settings, and the length actually used.
+    """
+    from kmexp.encoders.embedding_cache import EmbeddingCache, preset_identity
+
+    identity = {
+        **preset_identity(cfg.preset),
+        "preprocessor": OmegaConf.to_container(cfg.preprocessor, resolve=True),
+        "embedder": OmegaConf.to_container(cfg.embedder, resolve=True),
+        "sequence_length": preprocessor.sequence_length,  # after capping at the backbone's maximum
+    }
+    return EmbeddingCache(cfg.cache_dir, identity)
 
 
 def build_metrics(cfg: DictConfig) -> dict:

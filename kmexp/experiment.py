@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
 from omegaconf import DictConfig
 
 from kmexp.builders import (
     build_data,
     build_embedder,
+    build_embedding_cache,
     build_loss,
     build_metrics,
     build_network,
@@ -29,17 +30,15 @@ from kmexp.config.validation import validate_distributed, validate_targets
 from kmexp.data import Split
 from kmexp.devices import build_device, device_record
 from kmexp.encoders.vocab import batches
+from kmexp.features import PREPROCESS_BATCH, Features, is_frozen
 from kmexp.metrics import classification_report
 from kmexp.network import export_model
 from kmexp.runs import BACKUP_DIR, HISTORY_FILE, MODEL_FILE, Objective, save_model
 from kmexp.training.callbacks import DevScores, EpochLogger, HistoryCSV, StopOnNonFiniteLoss
-from kmexp.training.loops import concat_rows, fit
+from kmexp.training.loops import fit
 from kmexp.training.resume import TrainingBackup
 
 log = logging.getLogger(__name__)
-
-# Texts preprocessed (or scored) per call: large enough to amortize each call, small enough to bound memory.
-_PREPROCESS_BATCH = 1024
 
 
 def run(cfg: DictConfig, run_dir: Path, logger) -> dict:
@@ -60,14 +59,20 @@ def _experiment(cfg: DictConfig, run_dir: Path, logger) -> dict:
     labels = splits.labels
     # The vocabulary (and idf) come from the training split only: dev and test stay unseen.
     preprocessor = build_preprocessor(cfg.encoder.preprocessor, cfg.language, splits.train.texts)
-    train_features, train_targets = _features(preprocessor, splits.train, labels)
-    dev_features, dev_targets = _features(preprocessor, splits.dev, labels)
-
     with strategy.scope():
         embedder = build_embedder(cfg.encoder.embedder, preprocessor)
-        features = preprocessor.compute_output_spec(keras.KerasTensor((None,), dtype="string"))
-        network = build_network(cfg.model, cfg.activation, embedder, features, len(labels))
-        optimizer = build_optimizer(cfg.optimizer)
+    # Each split's features are computed once. A frozen embedder (a pretrained backbone, encoder.mode=frozen)
+    # runs once per split too, in front of the network, its vectors cached on disk across runs.
+    frozen = embedder if is_frozen(embedder) else None
+    cache = build_embedding_cache(cfg.encoder, preprocessor) if frozen is not None else None
+    features = Features(preprocessor, frozen, cache)
+    train_features, train_targets = features(splits.train.texts), _targets(splits.train, labels)
+    dev_features, dev_targets = features(splits.dev.texts), _targets(splits.dev, labels)
+
+    with strategy.scope():
+        trained_embedder = None if frozen is not None else embedder
+        network = build_network(cfg.model, cfg.activation, trained_embedder, features.spec, len(labels))
+        optimizer = build_optimizer(cfg.optimizer, cfg.trainer, len(splits.train.texts))
         loss = build_loss(cfg.loss)
     metrics = build_metrics(cfg.metric)
     objective = next(iter(metrics))
@@ -91,12 +96,14 @@ def _experiment(cfg: DictConfig, run_dir: Path, logger) -> dict:
     )
     train_seconds = time.perf_counter() - train_started
 
-    # Export and evaluate the end-to-end model, so the scores are those of the saved file.
-    model = export_model(preprocessor, network)
+    # Export and evaluate the end-to-end model, so the scores are those of the saved file. A frozen
+    # encoder's splits are scored from their cached vectors: the saved model's numbers, not embedded again.
+    model = export_model(preprocessor, network, frozen)
     save_model(model, run_dir / MODEL_FILE)
-    dev, test = _evaluate(model, [splits.dev, splits.test], labels, metrics)
+    predict = partial(_probabilities, model) if frozen is None else partial(_head_probabilities, network, features)
+    dev, test = _evaluate(predict, [splits.dev, splits.test], labels, metrics)
     # One entry per language tested on its own: language=multi's languages, then eval_languages.
-    per_language = _evaluate_languages(model, splits.eval_tests, labels, metrics)
+    per_language = _evaluate_languages(predict, splits.eval_tests, labels, metrics)
     return {
         "objective": Objective(name=objective, split="dev", value=dev[objective]),
         "labels": labels,
@@ -111,6 +118,7 @@ def _experiment(cfg: DictConfig, run_dir: Path, logger) -> dict:
         "seconds": {"train": round(train_seconds, 3)},
         # After training, so that it holds the peak GPU memory of the run (benchmarks/gpu_check.sh prints it).
         "device": device_record(strategy),
+        "embedding_cache": None if cache is None else cache.record(),
     }
 
 
@@ -128,35 +136,33 @@ def _targets(split: Split, labels: list[str]) -> np.ndarray:
     return keras.utils.to_categorical([index[label] for label in split.labels], len(labels))
 
 
-def _features(preprocessor, split: Split, labels: list[str]) -> tuple[tf.Tensor | tf.SparseTensor, np.ndarray]:
-    """A split's features and one-hot targets, computed once.
-
-    The preprocessor is fixed after adapting, so its output is computed a single
-    time, eagerly and on the CPU (string ops have no GPU kernels), in chunks that
-    bound memory: no graph to trace, and each epoch only reshuffles the result.
-    """
-    with tf.device("/cpu:0"):
-        parts = [preprocessor(chunk) for chunk in batches(split.texts, _PREPROCESS_BATCH)]
-    return concat_rows(parts), _targets(split, labels)
+def _probabilities(model: keras.Model, texts: list[str]) -> np.ndarray:
+    """The end-to-end model's label probabilities for raw strings, called eagerly in chunks."""
+    return np.concatenate([model(chunk, training=False).numpy() for chunk in batches(texts, PREPROCESS_BATCH)])
 
 
-def _evaluate(model: keras.Model, splits: list[Split], labels: list[str], metrics: dict) -> list[dict]:
-    """Score each split with the exported end-to-end model, called eagerly on raw strings."""
+def _head_probabilities(network: keras.Model, features: Features, texts: list[str]) -> np.ndarray:
+    """The network's label probabilities from the (cached) features of these texts."""
+    return keras.ops.softmax(network(features(texts), training=False)).numpy()
+
+
+def _evaluate(predict, splits: list[Split], labels: list[str], metrics: dict) -> list[dict]:
+    """Score each split from ``predict(texts)``, its label probabilities."""
     index = {label: i for i, label in enumerate(labels)}
     reports = []
     for split in splits:
-        probabilities = np.concatenate([model(chunk, training=False).numpy() for chunk in batches(split.texts, _PREPROCESS_BATCH)])
         y_true = np.array([index[label] for label in split.labels])
-        reports.append(classification_report(y_true, probabilities.argmax(1), labels, metrics))
+        reports.append(classification_report(y_true, predict(split.texts).argmax(1), labels, metrics))
     return reports
 
-def _evaluate_languages(model: keras.Model, tests: dict[str, Split], labels: list[str], metrics: dict) -> dict:
+
+def _evaluate_languages(predict, tests: dict[str, Split], labels: list[str], metrics: dict) -> dict:
     """Each language's test scores, by SIB-200 code: the scalar metrics and the support.
 
     Per-class scores and confusion matrices are left out: over 205 languages they
     would swamp metrics.json, and the pooled `test` keeps them.
     """
-    reports = _evaluate(model, list(tests.values()), labels, metrics)
+    reports = _evaluate(predict, list(tests.values()), labels, metrics)
     return {
         code: {**{name: value for name, value in report.items() if isinstance(value, float)}, "support": len(split.texts)}
         for (code, split), report in zip(tests.items(), reports, strict=True)

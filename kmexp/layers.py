@@ -8,3 +8,4 @@
 """
 
 import kmexp.encoders  # noqa: F401  (each layer registers itself when its module is imported)
+import kmexp.optim  # noqa: F401,E402  (a saved model's compiled head may name kmexp's learning-rate schedule)

@@ -45,8 +45,15 @@ def build(
     return keras.Sequential(layers, name="network")
 
 
-def export_model(preprocessor: keras.layers.Layer, network: keras.Model) -> keras.Model:
-    """The end-to-end model: raw strings in, label probabilities out."""
+def export_model(
+    preprocessor: keras.layers.Layer, network: keras.Model, frozen: keras.layers.Layer | None = None
+) -> keras.Model:
+    """The end-to-end model: raw strings in, label probabilities out.
+
+    ``frozen``: an embedder that trained outside the network (a frozen pretrained
+    backbone), placed between the preprocessor and the network.
+    """
     texts = keras.Input(shape=(), dtype="string", name="text")
-    probabilities = keras.layers.Softmax(dtype="float32", name="probabilities")(network(preprocessor(texts)))
+    features = preprocessor(texts) if frozen is None else frozen(preprocessor(texts))
+    probabilities = keras.layers.Softmax(dtype="float32", name="probabilities")(network(features))
     return keras.Model(texts, probabilities, name="kmexp_text_classifier")

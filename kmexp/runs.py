@@ -139,6 +139,7 @@ class RunRecord:
     data: dict = field(default_factory=dict)  # provenance: files and their sha256, sizes, overlap
     seconds: dict = field(default_factory=dict)  # total, train
     device: dict | None = None
+    embedding_cache: dict | None = None  # a frozen pretrained encoder's cache: dir, hits, misses (splits)
     error: str | None = None  # why the run did not complete
     kept_on_resume: bool = False  # a resumed sweep kept this completed job instead of rerunning it
     extra: dict = field(default_factory=dict)  # keys this version does not know, kept as they were

@@ -53,6 +53,15 @@ FILLER = {
 }
 
 
+def classic_encoders() -> list[str]:
+    """The encoder options kmexp trains from scratch; the pretrained ones (a KerasHub preset each, downloaded
+    on first use) are tested on a preset made by tests/test_pretrained.py."""
+    from kmexp.paths import config_dir, group_options
+
+    return [name for name in group_options("encoder")
+            if "preset:" not in (config_dir() / "encoder" / f"{name}.yaml").read_text(encoding="utf-8")]
+
+
 def make_rows(n_per_label: int, seed: int) -> list[dict]:
     rng = random.Random(seed)
     rows = []

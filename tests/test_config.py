@@ -29,7 +29,7 @@ from kmexp.errors import ConfigError, DeviceError
 from kmexp.network import export_model
 from kmexp.paths import config_dir, group_options
 
-from conftest import make_rows
+from conftest import classic_encoders, make_rows
 
 GROUPS = ("data", "language", "encoder", "activation", "loss", "optimizer", "metric", "device", "model", "trainer", "logger")
 
@@ -98,8 +98,20 @@ def test_losses_build(name):
 @pytest.mark.parametrize("name", options("optimizer"))
 def test_optimizers_build_and_expose_learning_rate(name):
     cfg = load([f"optimizer={name}"])
-    optimizer = build_optimizer(cfg.optimizer)
-    assert float(optimizer.learning_rate) == pytest.approx(cfg.optimizer.learning_rate)
+    optimizer = build_optimizer(cfg.optimizer, cfg.trainer, n_train=640)
+    if name == "warmup_adamw":  # the rate climbs to its peak, then falls: 400 steps here, 40 of them warming up
+        rates = []
+        for step in (0, 39, 219, 399):
+            optimizer.iterations.assign(step)
+            rates.append(float(optimizer.learning_rate))
+        assert rates == pytest.approx([cfg.optimizer.learning_rate * r for r in (1 / 40, 1, 0.5, 0)], rel=1e-5)
+    else:
+        assert float(optimizer.learning_rate) == pytest.approx(cfg.optimizer.learning_rate)
+
+
+def test_gradient_accumulation_reaches_the_keras_optimizer():
+    cfg = load(["optimizer=adamw", "trainer.gradient_accumulation_steps=4"])
+    assert build_optimizer(cfg.optimizer, cfg.trainer, n_train=640).gradient_accumulation_steps == 4
 
 
 def test_metrics_select_several_in_order():
@@ -137,7 +149,7 @@ def test_data_options_build(small_data, tmp_path):
     assert len(splits.train.texts) + len(splits.dev.texts) == 90 and len(splits.labels) == 3
 
 
-@pytest.mark.parametrize("name", options("encoder"))
+@pytest.mark.parametrize("name", classic_encoders())
 @pytest.mark.parametrize("hidden", ["[]", "[16,8]"])
 def test_encoders_and_model_build_end_to_end(name, hidden):
     cfg = load([f"encoder={name}", f"model.hidden_units={hidden}", "model.dropout=0.1"])

@@ -23,7 +23,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from hydra.utils import get_class
+from hydra.utils import get_object
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from kmexp.paths import config_dir
@@ -104,7 +104,7 @@ def test_conf_names_the_kmexp_classes():
 
 @pytest.mark.parametrize(("where", "target", "values"), TARGETS, ids=[where for where, _, _ in TARGETS])
 def test_signature_defaults_equal_the_yaml(where, target, values):
-    parameters = inspect.signature(get_class(target)).parameters
+    parameters = inspect.signature(get_object(target)).parameters
     takes_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
     differences = []
     for key, value in values.items():
@@ -125,7 +125,7 @@ def test_an_argument_the_yaml_files_set_differently_has_no_default():
             values_by_argument[target, key].add(repr(value))
     with_a_default = []
     for (target, key), values in sorted(values_by_argument.items()):
-        parameter = inspect.signature(get_class(target)).parameters.get(key)
+        parameter = inspect.signature(get_object(target)).parameters.get(key)
         if len(values) > 1 and parameter is not None and parameter.default is not inspect.Parameter.empty:
             with_a_default.append(f"{target}({key}={parameter.default!r}) but conf/ sets {sorted(values)}")
     assert not with_a_default, "; ".join(with_a_default)

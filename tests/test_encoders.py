@@ -40,9 +40,9 @@ from kmexp.encoders import (
 from kmexp.paths import config_dir
 from kmexp.runs import MODEL_FILE
 
-from conftest import files_overrides, make_rows, write_tsv
+from conftest import classic_encoders, files_overrides, make_rows, write_tsv
 
-ENCODERS = sorted(path.stem for path in (config_dir() / "encoder").glob("*.yaml"))
+ENCODERS = classic_encoders()
 # Raw strings in scripts seen in training and not (Greek, Devanagari), plus edge cases.
 TEXTS = [
     "le match de football",

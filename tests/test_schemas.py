@@ -32,6 +32,7 @@ GROUPS = {
 REQUIRED = {
     ("language", "generic"): ["language.code=yor_Latn"],
     ("data", "files"): ["data.train=train.tsv", "data.test=test.tsv"],
+    ("encoder", "pretrained"): ["encoder.preset=xlm_roberta_base_multi"],
 }
 # Objects cheap enough to build for every option (encoders and data are built in test_config.py).
 CHEAP = ("activation", "loss", "optimizer", "metric")
@@ -53,9 +54,19 @@ def all_options() -> list[tuple[str, str]]:
 
 
 def yaml_of(group: str, option: str) -> dict:
-    """An option's file as written (values, interpolations), without its defaults list."""
-    values = OmegaConf.to_container(OmegaConf.load(config_dir() / group / f"{option}.yaml"))
-    values.pop("defaults", None)
+    """An option's values as written (values, interpolations), without its defaults list.
+
+    An option that builds on another option of its group (``defaults: [pretrained]``) has that
+    option's values under its own; a ``# @package _global_`` file holds its group's values
+    under the group's key.
+    """
+    path = config_dir() / group / f"{option}.yaml"
+    values = OmegaConf.to_container(OmegaConf.load(path))
+    defaults = values.pop("defaults", [])
+    if path.read_text(encoding="utf-8").startswith("# @package _global_"):
+        values = values[group]
+    for base in (entry for entry in defaults if isinstance(entry, str) and entry not in ("_self_",) and "/" not in entry):
+        values = OmegaConf.to_container(OmegaConf.merge(yaml_of(group, base), values))
     return values
 
 

@@ -148,6 +148,12 @@ class ByteSequencerConfig(PreprocessorConfig):
 
 
 @dataclass
+class PresetTokenizerConfig(PreprocessorConfig):
+    preset: str = MISSING
+    sequence_length: int = MISSING
+
+
+@dataclass
 class EmbedderConfig:
     _target_: str = MISSING
 
@@ -171,6 +177,24 @@ class TransformerEmbedderConfig(EmbedderConfig):
     num_heads: int = MISSING
     ff_dim: int = MISSING
     dropout: float = MISSING
+
+
+@dataclass
+class PresetEncoderConfig(EmbedderConfig):
+    preset: str = MISSING
+    pooling: str = MISSING
+    mode: str = MISSING
+
+
+@dataclass
+class PretrainedTrainingConfig:
+    """How one mode of a pretrained encoder trains (conf/encoder/pretrained.yaml `training`)."""
+
+    learning_rate: float = MISSING
+    epochs: int = MISSING
+    batch_size: int = MISSING
+    patience: int = MISSING
+    steps_per_execution: int = MISSING
 
 
 @dataclass
@@ -210,6 +234,18 @@ class SubwordEncoderConfig(EncoderConfig):
 class TransformerEncoderConfig(EncoderConfig):
     preprocessor: SubwordSequencerConfig = field(default_factory=SubwordSequencerConfig)
     embedder: Optional[TransformerEmbedderConfig] = field(default_factory=TransformerEmbedderConfig)
+
+
+@dataclass
+class PretrainedEncoderConfig(EncoderConfig):
+    preset: str = MISSING
+    mode: str = MISSING
+    sequence_length: int = MISSING
+    pooling: str = MISSING
+    cache_dir: str = MISSING
+    training: Dict[str, PretrainedTrainingConfig] = MISSING
+    preprocessor: PresetTokenizerConfig = field(default_factory=PresetTokenizerConfig)
+    embedder: Optional[PresetEncoderConfig] = field(default_factory=PresetEncoderConfig)
 
 
 # --- activation, loss, optimizer, metric --------------------------------------------------
@@ -263,6 +299,12 @@ class AdamConfig(OptimizerConfig):
 @dataclass
 class AdamWConfig(AdamConfig):
     weight_decay: float = MISSING
+
+
+@dataclass
+class WarmupAdamWConfig(AdamWConfig):
+    _partial_: bool = MISSING
+    warmup_fraction: float = MISSING
 
 
 @dataclass
@@ -359,6 +401,7 @@ class TrainerConfig:
     monitor: str = MISSING
     steps_per_execution: int = MISSING
     backup_interval_s: float = MISSING
+    gradient_accumulation_steps: Optional[int] = MISSING
 
 
 @dataclass
@@ -422,6 +465,7 @@ SCHEMAS: tuple[tuple[str, str, type], ...] = (
     ("encoder", "byte", ByteEncoderConfig),
     ("encoder", "subword", SubwordEncoderConfig),
     ("encoder", "transformer", TransformerEncoderConfig),
+    ("encoder", "pretrained", PretrainedEncoderConfig),
     ("activation", "activation", KerasActivationConfig),
     ("activation", "leaky_relu", LeakyReLUConfig),
     ("loss", "crossentropy", CrossentropyConfig),
@@ -429,6 +473,7 @@ SCHEMAS: tuple[tuple[str, str, type], ...] = (
     ("loss", "no_arguments", LossConfig),
     ("optimizer", "adam", AdamConfig),
     ("optimizer", "adamw", AdamWConfig),
+    ("optimizer", "warmup_adamw", WarmupAdamWConfig),
     ("optimizer", "sgd", SGDConfig),
     ("optimizer", "adagrad", AdagradConfig),
     ("optimizer", "rmsprop", RMSpropConfig),

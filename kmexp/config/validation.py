@@ -71,9 +71,10 @@ _AT_LEAST_ONE = frozenset({
     "history_size", "iterations_per_epoch",  # L-BFGS
     "max_length", "max_tokens", "num_bins", "min_df", "vocab_size",  # preprocessors
     "dim", "filters", "kernel_size", "num_layers", "num_heads", "ff_dim",  # embedders
+    "sequence_length",  # pretrained encoders
 })
 _NON_NEGATIVE = frozenset({"weight_decay", "initial_accumulator_value", "tolerance_grad", "tolerance_change"})
-_FRACTIONS = frozenset({"beta_1", "beta_2", "momentum", "rho", "dropout"})  # in [0, 1)
+_FRACTIONS = frozenset({"beta_1", "beta_2", "momentum", "rho", "dropout", "warmup_fraction"})  # in [0, 1)
 # How many close codes a wrong language code's message names; more would not fit on one readable line.
 _N_SUGGESTIONS = 3
 
@@ -97,6 +98,8 @@ def validate(cfg: DictConfig) -> None:
         *check_at_least("trainer.steps_per_execution", cfg.trainer.steps_per_execution, 1),
         *check_at_least("trainer.backup_interval_s", cfg.trainer.backup_interval_s, 0),
         *check_choice("trainer.monitor", cfg.trainer.monitor, MONITORS),
+        *_check_accumulation(cfg.trainer.gradient_accumulation_steps, cfg.optimizer),
+        *check_pretrained(cfg.encoder),
         *_check_model(cfg.model, cfg.encoder),
         *check_preprocessor(cfg.encoder.preprocessor),
         *([] if cfg.encoder.embedder is None else check_embedder(cfg.encoder.embedder)),
@@ -234,6 +237,28 @@ def check_embedder(embedder: Mapping, prefix: str = "encoder.embedder") -> list[
                         context=f"{prefix}.num_heads={heads}")
         )
     return problems
+
+
+def check_pretrained(encoder: Mapping, prefix: str = "encoder") -> list[str]:
+    """A pretrained encoder's own keys (none for the classic encoders): its mode, pooling and length."""
+    problems = []
+    if "mode" in encoder:
+        problems += check_choice(f"{prefix}.mode", encoder["mode"], MODES)
+    if "pooling" in encoder:
+        problems += check_choice(f"{prefix}.pooling", encoder["pooling"], POOLINGS)
+    if "sequence_length" in encoder:
+        problems += check_at_least(f"{prefix}.sequence_length", encoder["sequence_length"], 1, integer=True)
+    return problems
+
+
+def _check_accumulation(steps, optimizer: Mapping) -> list[str]:
+    """Gradient accumulation: null (none) or a count of batches per update; L-BFGS takes the full batch anyway."""
+    if steps is None:
+        return []
+    if optimizer["_target_"] == LBFGS_TARGET:
+        return [not_allowed("trainer.gradient_accumulation_steps", steps, "L-BFGS trains on the full batch; set "
+                            "trainer.gradient_accumulation_steps=null", context="optimizer=lbfgs")]
+    return check_at_least("trainer.gradient_accumulation_steps", steps, 1, integer=True)
 
 
 def check_standardize(options: Mapping, prefix: str = "language.standardize") -> list[str]:

@@ -15,6 +15,7 @@ Every layer is registered as Keras-serializable, so ``import kmexp.layers`` (or
 """
 
 from kmexp.encoders.bag import TextFeaturizer
+from kmexp.encoders.pretrained import PresetEncoder, PresetTokenizer
 from kmexp.encoders.sequence import ByteSequencer, ConvPooling, PooledEmbedding, TokenSequencer
 from kmexp.encoders.subword import SubwordSequencer
 from kmexp.encoders.transformer import TransformerBlock, TransformerEmbedder
@@ -28,4 +29,6 @@ __all__ = [
     "SubwordSequencer",
     "TransformerBlock",
     "TransformerEmbedder",
+    "PresetTokenizer",
+    "PresetEncoder",
 ]
