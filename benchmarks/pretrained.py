@@ -79,8 +79,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sequence-length", type=int, default=128)
     parser.add_argument("--out", type=Path, default=HERE / "results" / "pretrained.md")
+    parser.add_argument("--build-preset-only", type=Path, metavar="FOLDER",
+                        help="only save the base-size preset into FOLDER (benchmarks/gpu_check.sh uses it)")
     args = parser.parse_args()
     root = Path(os.environ["KMEXP_DATA_DIR"])
+    if args.build_preset_only is not None:
+        build_base_size_preset(args.build_preset_only, _train_texts(root, args.language), args.sequence_length)
+        return
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -164,3 +164,17 @@ def test_one_sweep_mixes_classic_and_pretrained_encoders(small_data, tiny_preset
     optimizers = {json.loads((sweep_dir / str(i) / "metrics.json").read_text())["choices"]["optimizer"] for i in range(4)}
     assert optimizers == {"adam", "warmup_adamw"}  # each encoder kind kept its own training default
     assert (sweep_dir / "report.html").is_file()
+
+
+def test_one_model_on_several_languages_is_scored_zero_shot_on_others(tiny_preset, sib200_dir, tmp_path):
+    """language=multi pools train and dev; eval_languages scores other languages' test splits, from the cache too."""
+    result = run_cli(
+        ["language=multi", "language.codes=[fra_Latn,deu_Latn]", "eval_languages=[zho_Hans]", "encoder=pretrained",
+         f"encoder.preset={tiny_preset}", "encoder.mode=frozen", f"encoder.cache_dir={tmp_path / 'cache'}",
+         "trainer.epochs=2", "logger=none"],
+        cwd=tmp_path, env={"KMEXP_DATA_DIR": str(sib200_dir)},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (metrics,) = [json.loads(p.read_text()) for p in (tmp_path / "outputs").rglob("metrics.json")]
+    assert list(metrics["eval"]) == ["fra_Latn", "deu_Latn", "zho_Hans"]
+    assert all(0 <= scores["accuracy"] <= 1 and scores["support"] == 204 for scores in metrics["eval"].values())
