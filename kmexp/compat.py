@@ -45,6 +45,20 @@ def null_lookup_initializer(key_dtype, value_dtype):
     return get_null_initializer(key_dtype, value_dtype)
 
 
+def preset_backbone_config(preset: str) -> dict | None:
+    """A KerasHub preset's backbone config (its ``config.json``), read without building the backbone.
+
+    None where the preset is not in Keras' own format (``hf://`` checkpoints convert on loading).
+    """
+    from keras_hub.src.utils.preset_utils import CONFIG_FILE, load_json
+
+    try:
+        config = load_json(preset, CONFIG_FILE)
+    except (OSError, ValueError, KeyError):
+        return None
+    return config.get("config") if isinstance(config, dict) else None
+
+
 def initial_epoch(model) -> int:
     """The epoch ``model.fit`` starts from: 0, or what ``set_initial_epoch`` set."""
     return getattr(model, "_initial_epoch", None) or 0

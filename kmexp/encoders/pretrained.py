@@ -25,6 +25,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from kmexp import compat
 from kmexp.config.validation import MODES, POOLINGS, check_choice, raise_problems
 from kmexp.encoders import text
 from kmexp.encoders.base import PACKAGE
@@ -73,6 +74,14 @@ def _load(kind: str, preset: str, **kwargs):
         raise
 
 
+def _max_sequence_length(preset: str) -> int | None:
+    """The longest input the preset's backbone supports: from its config, or from the backbone built without weights."""
+    config = compat.preset_backbone_config(preset)
+    if config is not None and "max_sequence_length" in config:
+        return config["max_sequence_length"]
+    return _load("Backbone", preset, load_weights=False).max_sequence_length
+
+
 def text_classifier_kinds() -> list[str]:
     """The backbone families KerasHub can classify text with (``XLMRoberta``, ``Bert``, ...)."""
     keras_hub = _keras_hub()
@@ -106,7 +115,7 @@ class PresetTokenizer(keras.layers.Layer):
     @classmethod
     def from_preset(cls, preset: str, sequence_length: int, standardize: Mapping) -> PresetTokenizer:
         """The preset's text-classifier preprocessor, its length capped at what the backbone supports."""
-        supported = _load("Backbone", preset, load_weights=False).max_sequence_length
+        supported = _max_sequence_length(preset)
         if supported is not None and sequence_length > supported:
             import logging
 
