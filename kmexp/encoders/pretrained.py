@@ -18,6 +18,7 @@ KerasHub loads only when a pretrained encoder is used: kmexp runs without it.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -31,7 +32,7 @@ from kmexp.encoders import text
 from kmexp.encoders.base import PACKAGE
 from kmexp.errors import ConfigError, KmexpError
 
-log_name = "kmexp.encoders"
+log = logging.getLogger(__name__)
 
 
 class PresetError(KmexpError):
@@ -97,14 +98,30 @@ def _first_line(err: BaseException) -> str:
     return lines[0] if lines else type(err).__name__
 
 
+class _HoldsKerasHubLayer(keras.layers.Layer):
+    """A layer around one KerasHub layer (named by ``HELD``), saved and rebuilt with it."""
+
+    HELD: str
+
+    def get_config(self):
+        return {**super().get_config(), self.HELD: keras.saving.serialize_keras_object(getattr(self, self.HELD))}
+
+    @classmethod
+    def from_config(cls, config):
+        _keras_hub()  # registers KerasHub's layers, so the held one deserializes
+        return cls(**{**config, cls.HELD: keras.saving.deserialize_keras_object(config[cls.HELD])})
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class PresetTokenizer(keras.layers.Layer):
+class PresetTokenizer(_HoldsKerasHubLayer):
     """Raw strings -> a pretrained preset's token ids [batch, sequence_length], int32.
 
     ``standardize`` (kmexp's ``language.standardize`` options) runs before the
     preset's tokenizer; the default config keeps NFKC only, without case folding,
     because pretrained vocabularies are cased.
     """
+
+    HELD = "preset_preprocessor"
 
     def __init__(self, preset_preprocessor, standardize: Mapping, **kwargs):
         kwargs.setdefault("trainable", False)
@@ -117,9 +134,7 @@ class PresetTokenizer(keras.layers.Layer):
         """The preset's text-classifier preprocessor, its length capped at what the backbone supports."""
         supported = _max_sequence_length(preset)
         if supported is not None and sequence_length > supported:
-            import logging
-
-            logging.getLogger(log_name).warning(
+            log.warning(
                 "encoder.preprocessor.sequence_length=%d is more than %s supports: using %d",
                 sequence_length, preset, supported,
             )
@@ -154,27 +169,18 @@ class PresetTokenizer(keras.layers.Layer):
         return keras.KerasTensor((texts.shape[0], self.sequence_length), dtype="int32")
 
     def get_config(self):
-        return {
-            **super().get_config(),
-            "preset_preprocessor": keras.saving.serialize_keras_object(self.preset_preprocessor),
-            "standardize": self.standardize,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        _keras_hub()
-        config = dict(config)
-        config["preset_preprocessor"] = keras.saving.deserialize_keras_object(config["preset_preprocessor"])
-        return cls(**config)
+        return {**super().get_config(), "standardize": self.standardize}
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class PresetEncoder(keras.layers.Layer):
+class PresetEncoder(_HoldsKerasHubLayer):
     """Token ids -> one vector per text: a pretrained backbone, pooled over each text's tokens.
 
     ``pooling``: ``mean`` (over the tokens that are not padding) or ``first``
     (the first token, ``<s>``/``[CLS]``). ``pad_id`` marks padding.
     """
+
+    HELD = "backbone"
 
     def __init__(self, backbone, pooling: str, pad_id: int, **kwargs):
         super().__init__(**kwargs)
@@ -218,16 +224,4 @@ class PresetEncoder(keras.layers.Layer):
         return keras.KerasTensor((token_ids.shape[0], self.dim), dtype="float32")
 
     def get_config(self):
-        return {
-            **super().get_config(),
-            "backbone": keras.saving.serialize_keras_object(self.backbone),
-            "pooling": self.pooling,
-            "pad_id": self.pad_id,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        _keras_hub()
-        config = dict(config)
-        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
-        return cls(**config)
+        return {**super().get_config(), "pooling": self.pooling, "pad_id": self.pad_id}
