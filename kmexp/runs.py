@@ -163,13 +163,14 @@ class RunRecord:
         return {name: value for name, value in {"dev": self.dev, "test": self.test}[split].items() if isinstance(value, float)}
 
     def to_json(self) -> dict:
-        """The JSON object, in field order; ``error`` and ``kept_on_resume`` only when set."""
+        """The JSON object, in field order; ``error``, ``embedding_cache`` and ``kept_on_resume`` only when set."""
         payload = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
         payload["objective"] = None if self.objective is None else dataclasses.asdict(self.objective)
         if self.objective is None:
             del payload["objective"]
-        if self.error is None:
-            del payload["error"]
+        for optional in ("error", "embedding_cache"):
+            if payload[optional] is None:
+                del payload[optional]
         if not self.kept_on_resume:
             del payload["kept_on_resume"]
         return {**payload, **self.extra}

@@ -108,8 +108,8 @@ def trained(data, tmp_path_factory):
             ]
             captured = {}
 
-            def export(preprocessor, network):
-                captured["model"] = network_module.export_model(preprocessor, network)
+            def export(preprocessor, network, frozen=None):
+                captured["model"] = network_module.export_model(preprocessor, network, frozen)
                 return captured["model"]
 
             run_dir = tmp_path_factory.mktemp(f"run_{name}")
