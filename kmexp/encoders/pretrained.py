@@ -66,13 +66,11 @@ def _load(kind: str, preset: str, **kwargs):
             f"`python -c \"import keras_hub; keras_hub.models.TextClassifier.from_preset('{preset}', num_classes=2)"
             f".save_to_preset('/folder')\"`, copy the folder here and set encoder.preset=/folder"
         ) from None
-    except ValueError as err:
-        if "TextClassifier" in str(err) or "No registered" in str(err) or "not" in str(err).lower():
-            raise PresetError(
-                f"encoder.preset={preset} cannot classify text ({_first_line(err)}); supported kinds: "
-                f"{', '.join(text_classifier_kinds())}"
-            ) from None
-        raise
+    except ValueError as err:  # KerasHub's answer to a preset it cannot build as a text classifier's part
+        raise PresetError(
+            f"encoder.preset={preset} cannot classify text ({_first_line(err)}); supported kinds: "
+            f"{', '.join(text_classifier_kinds())}"
+        ) from None
 
 
 def _max_sequence_length(preset: str) -> int | None:
