@@ -31,4 +31,7 @@ def load_model(path: str | Path):
 
     import kmexp.layers  # noqa: F401  (registers the layers the saved model is built from)
 
-    return keras.models.load_model(path, safe_mode=True)
+    from kmexp import compat
+
+    with compat.skip_random_initializers():  # the saved weights replace them all
+        return keras.models.load_model(path, safe_mode=True)

@@ -38,6 +38,35 @@ def forget_traced_gradients() -> Iterator[None]:
                 del registry[name]
 
 
+@contextlib.contextmanager
+def skip_random_initializers() -> Iterator[None]:
+    """Variables created in the block start as zeros instead of a random draw, for weights loaded right after.
+
+    Drawing XLM-R base's 278M random numbers takes most of a warm-cache frozen job's
+    time (benchmarks/results/pretrained.md), and loading the preset overwrites every
+    one of them: Keras' weight loading refuses a file that lacks any of a layer's
+    variables. Variables with a constant initializer (seed states, counters) keep it.
+    """
+    # Keras has no public way to create variables without running their initializers.
+    import tensorflow as tf
+    from keras.src.backend.tensorflow.core import Variable
+    from keras.src.initializers.random_initializers import RandomInitializer
+
+    draw = Variable._initialize_with_initializer
+
+    def zeros_for_random(variable, initializer):
+        if isinstance(initializer, RandomInitializer):
+            variable._initialize(lambda: tf.zeros(variable._shape, dtype=variable._dtype))
+        else:
+            draw(variable, initializer)
+
+    Variable._initialize_with_initializer = zeros_for_random
+    try:
+        yield
+    finally:
+        Variable._initialize_with_initializer = draw
+
+
 def null_lookup_initializer(key_dtype, value_dtype):
     """Keras' placeholder initializer for a lookup table that is filled later (``StringLookup`` builds with it)."""
     from keras.src.layers.preprocessing.index_lookup import get_null_initializer

@@ -15,6 +15,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import files_overrides, make_rows, run_cli
 
@@ -178,3 +179,15 @@ def test_one_model_on_several_languages_is_scored_zero_shot_on_others(tiny_prese
     (metrics,) = [json.loads(p.read_text()) for p in (tmp_path / "outputs").rglob("metrics.json")]
     assert list(metrics["eval"]) == ["fra_Latn", "deu_Latn", "zho_Hans"]
     assert all(0 <= scores["accuracy"] <= 1 and scores["support"] == 204 for scores in metrics["eval"].values())
+
+
+def test_the_backbone_loads_the_presets_weights_without_drawing_random_ones_first(tiny_preset):
+    import keras_hub
+
+    from kmexp.encoders.pretrained import PresetEncoder
+
+    drawn = keras_hub.models.Backbone.from_preset(str(tiny_preset))
+    encoder = PresetEncoder.from_preset(str(tiny_preset), pooling="mean", mode="frozen", input_dim=100)
+    assert len(encoder.backbone.weights) == len(drawn.weights)
+    for mine, theirs in zip(encoder.backbone.weights, drawn.weights):
+        np.testing.assert_array_equal(mine.numpy(), theirs.numpy(), err_msg=mine.path)

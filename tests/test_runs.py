@@ -17,6 +17,7 @@ from kmexp.runs import (
     job_dirs,
     keep_completed,
     read_history,
+    save_model,
     write_json,
 )
 
@@ -93,3 +94,22 @@ def test_history_columns_read_back_with_nan_for_gaps(tmp_path):
     assert columns["epoch"] == [1.0, 2.0] and columns["val_accuracy"] == [0.7, 0.8]
     assert columns["loss"][0] == 0.5 and columns["loss"][1] != columns["loss"][1]  # NaN
     assert read_history(tmp_path / "nowhere") == {}
+
+
+def test_a_saved_model_is_a_keras_archive_that_loads_with_its_weights(tmp_path):
+    import zipfile
+
+    import keras
+    import numpy as np
+
+    from kmexp import load_model
+
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(keras.layers.Dense(4)(inputs)))
+    save_model(model, tmp_path / "model.keras")
+    with zipfile.ZipFile(tmp_path / "model.keras") as archive:
+        assert sorted(archive.namelist()) == ["config.json", "metadata.json", "model.weights.h5"]
+    for loaded in (keras.models.load_model(tmp_path / "model.keras"), load_model(tmp_path / "model.keras")):
+        for mine, theirs in zip(loaded.weights, model.weights, strict=True):
+            np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
+    assert [p.name for p in tmp_path.iterdir()] == ["model.keras"]  # no temporary left beside it

@@ -192,7 +192,8 @@ class PresetEncoder(_HoldsKerasHubLayer):
     def from_preset(cls, preset: str, pooling: str, mode: str, input_dim: int) -> PresetEncoder:
         """The preset's backbone with its weights; ``mode`` finetune trains it, frozen does not."""
         raise_problems(check_choice("encoder.mode", mode, MODES))
-        backbone = _load("Backbone", preset)
+        with compat.skip_random_initializers():  # the preset's weights replace them all
+            backbone = _load("Backbone", preset)
         if input_dim > backbone.vocabulary_size:  # an id past the embedding table would fail mid-training
             raise ConfigError(
                 f"encoder.preset={preset} is not allowed: its tokenizer has {input_dim} token ids but its backbone "
