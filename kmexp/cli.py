@@ -15,6 +15,7 @@ non-zero at the end.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -81,7 +82,10 @@ def _sweep_job(cfg: DictConfig, hydra_cfg: DictConfig, run_dir: Path, overrides:
     # what TensorFlow would keep of the last job (benchmarks/results/sweep_memory.md).
     import keras  # TensorFlow loads here rather than with the CLI: this job is about to train anyway
 
-    keras.backend.clear_session()
+    keras.backend.clear_session()  # also a full garbage collection: the last job's cycles are freed here
+    # What survived it (TensorFlow's modules, Hydra, the sweep's state: ~10^6 objects) is frozen, so each later
+    # collection scans only what the jobs since created: 0.16 s less per job (benchmarks/results/sweep_throughput.md).
+    gc.freeze()
     try:
         record = train(
             cfg, run_dir, overrides, choices=_choices(hydra_cfg), group=sweep_group(Path(hydra_cfg.sweep.dir))

@@ -55,6 +55,7 @@ def _experiment(cfg: DictConfig, run_dir: Path, logger) -> dict:
     strategy = build_device(cfg.device)
     validate_distributed(cfg)  # after build_device: missing hardware is reported before these settings
 
+    started = time.perf_counter()
     splits = build_data(cfg.data).load()
     labels = splits.labels
     # The vocabulary (and idf) come from the training split only: dev and test stay unseen.
@@ -90,6 +91,7 @@ def _experiment(cfg: DictConfig, run_dir: Path, logger) -> dict:
         backup,  # last: it restores early stopping's state after EarlyStopping resets it
     ]
     train_started = time.perf_counter()
+    prepare_seconds = train_started - started
     fit(
         network, optimizer, loss, train_features, train_targets, cfg.trainer, cfg.seed, callbacks,
         cfg.device.jit_compile,
@@ -100,10 +102,18 @@ def _experiment(cfg: DictConfig, run_dir: Path, logger) -> dict:
     # encoder's splits are scored from their cached vectors: the saved model's numbers, not embedded again.
     model = export_model(preprocessor, network, frozen)
     save_model(model, run_dir / MODEL_FILE)
+    evaluate_started = time.perf_counter()
     predict = partial(_probabilities, model) if frozen is None else partial(_head_probabilities, network, features)
     dev, test = _evaluate(predict, [splits.dev, splits.test], labels, metrics)
     # One entry per language tested on its own: language=multi's languages, then eval_languages.
     per_language = _evaluate_languages(predict, splits.eval_tests, labels, metrics)
+    # Where the job's time went: data and features, the fit, export and save, scoring (train() adds the total).
+    seconds = {
+        "prepare": prepare_seconds,
+        "train": train_seconds,
+        "save": evaluate_started - train_started - train_seconds,
+        "evaluate": time.perf_counter() - evaluate_started,
+    }
     return {
         "objective": Objective(name=objective, split="dev", value=dev[objective]),
         "labels": labels,
@@ -115,7 +125,7 @@ def _experiment(cfg: DictConfig, run_dir: Path, logger) -> dict:
         "resumed_from_epoch": backup.resumed_from,
         "best_epoch": early_stopping.best_epoch + 1,
         "data": {**splits.info, "sizes": {name: len(getattr(splits, name).texts) for name in ("train", "dev", "test")}},
-        "seconds": {"train": round(train_seconds, 3)},
+        "seconds": {name: round(value, 3) for name, value in seconds.items()},
         # After training, so that it holds the peak GPU memory of the run (benchmarks/gpu_check.sh prints it).
         "device": device_record(strategy),
         "embedding_cache": None if cache is None else cache.record(),

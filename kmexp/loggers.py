@@ -96,9 +96,13 @@ class WandbLogger(NullLogger):
     so that a missing login fails the job before it trains. For an offline run, error reporting
     is switched off and artifact staging moves into the run folder *only while
     the run lives* (the variables are restored at ``finish``), so nothing leaks
-    into a later online run of the same process. ``finish`` also tears down
-    W&B's background service, so the next job starts a fresh one with its own
-    settings: W&B's service reads error reporting once, when it starts.
+    into a later online run of the same process.
+
+    W&B's background service outlives an offline run: the next job of an
+    in-process sweep starts its run on the same service (``reinit="create_new"``),
+    instead of waiting for a new one (benchmarks/results/sweep_throughput.md). An
+    online run's ``finish`` tears the service down, because the service reads error
+    reporting once, when it starts, and a later offline run must not report to W&B.
     """
 
     def __init__(
@@ -170,7 +174,7 @@ class WandbLogger(NullLogger):
                     # The options picked go in the config too, so W&B can filter and plot by them.
                     config={**config, "choices": dict(choices)},
                     tags=run_tags(choices, overrides, self.tag_groups),
-                    reinit="finish_previous",
+                    reinit="create_new",  # one run per job; the last job's is finished already
                     settings=wandb.Settings(
                         init_timeout=self.init_timeout_s,
                         x_disable_stats=not self.system_metrics,
@@ -235,14 +239,17 @@ class WandbLogger(NullLogger):
                 # stopped if it never called log_summary: that error is the one to report, not W&B's.
                 with contextlib.suppress(Exception):
                     self._ready()
-            if self.run is not None:
+            ran = self.run is not None
+            if ran:
                 self.run.finish(exit_code=0 if status == "completed" else 1)
                 self.run = None
-            if self._started:  # even after a failed init, which may have started the service
+            # An online run's service (error reporting on) must not serve a later offline run. After a
+            # failed start too: the service may be what failed.
+            if self._started and (self.mode == "online" or not ran):
                 import wandb
 
                 wandb.teardown()
-                self._started = False
+            self._started = False
 
 
 def offline_environment(wandb_dir: Path) -> dict[str, str]:

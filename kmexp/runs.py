@@ -137,7 +137,7 @@ class RunRecord:
     resumed_from_epoch: int | None = None
     best_epoch: int | None = None  # from 1; the epoch whose weights were restored and saved
     data: dict = field(default_factory=dict)  # provenance: files and their sha256, sizes, overlap
-    seconds: dict = field(default_factory=dict)  # total, train
+    seconds: dict = field(default_factory=dict)  # total, and its phases: prepare, train, save, evaluate
     device: dict | None = None
     embedding_cache: dict | None = None  # a frozen pretrained encoder's cache: dir, hits, misses (splits)
     error: str | None = None  # why the run did not complete

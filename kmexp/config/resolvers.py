@@ -7,6 +7,8 @@ can all call it without tracking whether it already ran in this process.
 
 from __future__ import annotations
 
+import os
+
 from omegaconf import OmegaConf
 
 from kmexp import languages
@@ -25,7 +27,33 @@ def register_resolvers() -> None:
     OmegaConf.register_new_resolver(
         "kmexp.codes", lambda value: languages.expand_codes(value, languages.sib200_codes()), replace=True
     )
+    # conf/device/*.yaml: TensorFlow's thread pools when jobs run side by side (hydra/launcher=joblib).
+    OmegaConf.register_new_resolver("kmexp.threads_per_worker", threads_per_worker, replace=True)
+    # conf/sweep/sib200_all.yaml: the 205 codes as one sweep value, "ace_Arab,ace_Latn,...".
+    OmegaConf.register_new_resolver("kmexp.sib200_sweep", lambda: ",".join(languages.sib200_codes()), replace=True)
     # ${kmexp.coalesce:a,b}: a unless it is null, else b. Lets `resume=DIR` pick the sweep folder.
     OmegaConf.register_new_resolver(
         "kmexp.coalesce", lambda value, default: default if value is None else value, replace=True
     )
+
+
+def threads_per_worker() -> int | None:
+    """Each worker's share of this machine's cores when the launcher runs jobs in parallel, else None.
+
+    TensorFlow's default gives every op all the cores. That suits one job at a
+    time; two workers on two cores would then fight over both, so each takes its
+    share instead (cores // workers, at least 1; joblib's n_jobs=-1 means one
+    worker per core). Read from the running job's Hydra config: None outside a
+    Hydra job and with launchers that run one job at a time here (basic, SLURM, Ray).
+    """
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    workers = OmegaConf.select(HydraConfig.get(), "launcher.n_jobs", default=None)
+    if not isinstance(workers, int) or workers in (0, 1):
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if workers < 0:  # joblib: -1 is one worker per core, -2 all cores but one, ...
+        workers = max(1, cores + 1 + workers)
+    return max(1, cores // workers)
