@@ -64,6 +64,9 @@ def test_joblib_runs_the_jobs_in_several_worker_processes(joblib_sweep):
     assert sorted(r["language"]["tag"] for r in records) == ["de", "es", "fr", "pt"]
     assert len({r["pid"] for r in records}) >= 2  # two loky workers share the four jobs
     assert len({r["host"] for r in records}) == 1
+    # Each worker runs TensorFlow on its share of the cores, not on all of them.
+    share = max(1, len(os.sched_getaffinity(0)) // 2)
+    assert {(r["device"]["intra_op_threads"], r["device"]["inter_op_threads"]) for r in records} == {(share, share)}
 
 
 @pytest.mark.slow

@@ -199,3 +199,24 @@ def test_every_sweep_preset_language_and_encoder_exists():
         params = dict(compose_multirun([f"+sweep={preset}"]).hydra.sweeper.params)
         for group, values in params.items():
             assert set(values.split(",")) <= set(group_options(group)), (preset, group)
+
+
+def test_the_sib200_all_preset_sweeps_every_language_by_code():
+    from omegaconf import OmegaConf
+
+    from kmexp.languages import sib200_codes
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose("config", overrides=["+sweep=sib200_all"], return_hydra_config=True)
+    params = OmegaConf.to_container(cfg.hydra.sweeper.params, resolve=True)
+    assert params["language"] == "generic"
+    assert params["language.code"].split(",") == sib200_codes() and len(sib200_codes()) == 205
+    assert count_jobs(params, []) == 205
+
+
+def test_outside_a_parallel_launcher_tensorflow_keeps_its_own_thread_counts():
+    register_configs()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose("config", overrides=["device=cpu"])
+    assert cfg.device.intra_op_threads is None and cfg.device.inter_op_threads is None

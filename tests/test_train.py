@@ -34,7 +34,9 @@ def test_run_writes_metrics_json(finished_run):
     assert metrics["language"]["code"] == "fra_Latn" and metrics["seed"] == 0
     assert "optimizer=adam" in metrics["overrides"]
     assert 1 <= metrics["epochs_run"] <= 8
-    assert metrics["seconds"]["total"] >= metrics["seconds"]["train"] > 0
+    phases = {name: metrics["seconds"][name] for name in ("prepare", "train", "save", "evaluate")}
+    assert all(seconds > 0 for seconds in phases.values()), phases
+    assert metrics["seconds"]["total"] >= sum(phases.values())
     assert {"python", "keras", "tensorflow", "kmexp"} <= set(metrics["versions"])
     assert isinstance(metrics["pid"], int) and metrics["host"]
     for split in ("dev", "test"):
