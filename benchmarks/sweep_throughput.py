@@ -151,12 +151,16 @@ def report(results: dict, codes: list[str], workers: int, load_start: tuple, loa
         "|---|---:|",
     ]
     jobs = basic["jobs"][1:]  # the first job pays for TensorFlow's import
+    # Earlier kmexp recorded only the fit (train) and the total: its other phases read as "-".
+    known = [phase for phase in PHASES if all(phase in job["phases"] for job in jobs)]
     for phase in PHASES:
-        lines.append(f"| {phase} | {statistics.median(job['phases'][phase] for job in jobs):.3f} |")
-    rest = [job["phases"]["total"] - sum(job["phases"][p] for p in PHASES) for job in jobs]
+        median = statistics.median(job["phases"][phase] for job in jobs) if phase in known else None
+        lines.append(f"| {phase} | {'-' if median is None else f'{median:.3f}'} |")
+    rest = [job["phases"]["total"] - sum(job["phases"][p] for p in known) for job in jobs]
     outside = [job["seconds"] - job["phases"]["total"] for job in jobs]
     lines += [
-        f"| rest of `train()`: records, config checks, logger start, summary and finish | {statistics.median(rest):.3f} |",
+        f"| rest of `train()`{'' if len(known) == len(PHASES) else ' (phases not recorded included)'}: records, "
+        f"config checks, logger start, summary and finish | {statistics.median(rest):.3f} |",
         f"| `train()` in all (`seconds.total`) | {statistics.median(job['phases']['total'] for job in jobs):.3f} |",
         f"| outside `train()`: Hydra's job set-up and saved configs, Keras' session reset, progress line | "
         f"{statistics.median(outside):.3f} |",
