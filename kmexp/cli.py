@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import gc
 import logging
 import os
@@ -111,8 +110,7 @@ def _return_freed_memory() -> None:
     vocabularies and tensors, so an in-process sweep over many languages grew by
     ~0.9 MB per job without this, and ~0.3 MB with it (docs/benchmarks.md).
     """
-    libc = ctypes.util.find_library("c")
-    trim = getattr(ctypes.CDLL(libc), "malloc_trim", None) if libc else None
+    trim = getattr(ctypes.CDLL(None), "malloc_trim", None)  # the C library the process already runs on
     if trim is not None:
         trim(0)
 

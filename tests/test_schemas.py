@@ -165,8 +165,8 @@ def test_composed_values_are_the_yaml_values(group, option):
     cfg = load(selection(group, option))
     composed = OmegaConf.to_container(cfg.metric if group == "metric" else cfg[group])
     expected = yaml_of(group, option)
-    if group == "language":  # a preset is _common.yaml with the preset's own keys on top
-        expected = OmegaConf.to_container(OmegaConf.merge(yaml_of("language", "_common"), expected))
+    if (config_dir() / group / "_common.yaml").is_file():  # an option is _common.yaml with its own keys on top
+        expected = OmegaConf.to_container(OmegaConf.merge(yaml_of(group, "_common"), expected))
     if (group, option) in REQUIRED:  # the command line filled these in
         expected = OmegaConf.to_container(OmegaConf.merge(expected, OmegaConf.from_dotlist(
             [item.split(".", 1)[1] for item in REQUIRED[(group, option)]]

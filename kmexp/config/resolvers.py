@@ -27,7 +27,7 @@ def register_resolvers() -> None:
     OmegaConf.register_new_resolver(
         "kmexp.codes", lambda value: languages.expand_codes(value, languages.sib200_codes()), replace=True
     )
-    # conf/device/*.yaml: TensorFlow's thread pools when jobs run side by side (hydra/launcher=joblib).
+    # conf/device/_common.yaml: TensorFlow's thread pools when jobs run side by side (hydra/launcher=joblib).
     OmegaConf.register_new_resolver("kmexp.threads_per_worker", threads_per_worker, replace=True)
     # conf/sweep/sib200_all.yaml: the 205 codes as one sweep value, "ace_Arab,ace_Latn,...".
     OmegaConf.register_new_resolver("kmexp.sib200_sweep", lambda: ",".join(languages.sib200_codes()), replace=True)
