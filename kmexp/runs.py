@@ -8,6 +8,7 @@ One module owns the layout, so no other module spells a file name or walks
     <run>/history.csv        one row per epoch, as Keras' CSVLogger writes them
     <run>/backup/            the training state while a run trains (resume); removed at the end
     <run>/.hydra/            Hydra's saved config, hydra config and overrides
+    <run>/report.md, report.html, report_plots/   the run's report, when ``kmexp-report RUN_DIR`` writes it
 
 A sweep folder holds one run folder per job (``0/``, ``1/``, ...), ``sweep.json``, and
 the report: ``results.csv``, ``report.md``, ``report.html`` and ``report_plots/``.
@@ -35,7 +36,7 @@ HISTORY_FILE = "history.csv"
 # run folder resumes; removed once training ends.
 BACKUP_DIR = "backup"
 SWEEP_FILE = "sweep.json"  # in a sweep folder: its group, number of jobs and command-line overrides
-# The sweep report (kmexp.report), in the sweep folder.
+# The report (kmexp.report), in the sweep folder; a run's own report (no results.csv) in the run folder.
 RESULTS_FILE = "results.csv"
 MARKDOWN_FILE = "report.md"
 HTML_FILE = "report.html"
@@ -221,6 +222,13 @@ class RecordError(ValueError):
 
 
 # --- job folders and overrides --------------------------------------------------
+
+
+def is_run_dir(folder: Path) -> bool:
+    """Whether ``folder`` is one run's folder (``metrics.json`` or Hydra's ``.hydra/overrides.yaml`` in it),
+    rather than a sweep folder, whose runs are one level down."""
+    folder = Path(folder)
+    return (folder / METRICS_FILE).is_file() or (folder / HYDRA_DIR / OVERRIDES_FILE).is_file()
 
 
 def job_dirs(sweep_dir: Path) -> list[Path]:

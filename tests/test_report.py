@@ -332,3 +332,75 @@ def test_cli_writes_the_report_and_refuses_a_missing_folder(sweep, tmp_path):
     ours = [line for line in missing.stderr.splitlines() if not TF_LOG_LINE.match(line)]
     assert len(ours) == 1 and "Traceback" not in missing.stderr, missing.stderr
     assert ours[0].startswith("kmexp-report: error: ") and str(tmp_path / "nowhere") in ours[0] and "sweep folder" in ours[0]
+
+
+def test_a_killed_sweep_counts_the_jobs_it_never_started_as_not_run(sweep, tmp_path):
+    # The real sweep's sweep.json says 4 jobs; only the first two had started when it was killed.
+    folder = copy_jobs(sweep, tmp_path / "sweep", {"0": "0", "1": "1"})
+    shutil.copy(sweep / "sweep.json", folder / "sweep.json")
+    assert json.loads((folder / "sweep.json").read_text(encoding="utf-8"))["jobs"] == 4
+    out = run_report(str(folder))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.splitlines()[:2] == [
+        "kmexp-report: 4 jobs (2 completed, 0 did not complete, 2 not run)",
+        (
+            f"kmexp-report: Incomplete: 2 of 4 jobs not run (job 2, 3); rerunning the sweep with resume={folder} "
+            "and its original arguments runs them."
+        ),
+    ]
+    markdown = (folder / "report.md").read_text(encoding="utf-8")
+    overview = md_section(markdown, "Overview")
+    assert "4 jobs: 2 completed, 0 did not complete, 2 not run." in overview and "2 of 4 jobs not run" in overview
+    _, rows = md_table(md_section(markdown, "Jobs that did not complete"))
+    assert [(row[0], row[2]) for row in rows] == [(job, "not run: the sweep stopped before this job started") for job in ("2", "3")]
+    assert "every job completed" not in markdown
+    assert "2 of 4 jobs not run" in (folder / "report.html").read_text(encoding="utf-8")
+    report = write_report(folder)
+    assert (report.planned, report.not_run, report.completed) == (4, ["2", "3"], 2)
+
+
+@pytest.mark.slow
+def test_report_of_one_run_has_its_curves_per_class_table_and_confusion_matrix(tmp_path):
+    data = write_small_data(tmp_path / "data")
+    run_dir, failed_dir = tmp_path / "run", tmp_path / "failed"
+    common = [*files_overrides(data), "trainer.epochs=3", "logger=none"]
+    with ThreadPoolExecutor(2) as pool:
+        done = list(pool.map(
+            lambda args: run_cli(args, cwd=tmp_path),
+            [[*common, f"hydra.run.dir={run_dir}"], [*common, "optimizer.learning_rate=-1", f"hydra.run.dir={failed_dir}"]],
+        ))
+    assert done[0].returncode == 0 and done[1].returncode == 1, done[0].stderr[-3000:]
+    with ThreadPoolExecutor(2) as pool:
+        out, failed = pool.map(lambda folder: run_report(str(folder)), [run_dir, failed_dir])
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.splitlines()[0] == f"kmexp-report: run {run_dir} (completed)"
+    for name in ("report.md", "report.html", "report_plots/learning_curves.png", "report_plots/confusion_test.png"):
+        assert (run_dir / name).is_file() and f"wrote {run_dir / name}" in out.stdout
+    for png in (run_dir / "report_plots").glob("*.png"):
+        assert png.read_bytes().startswith(PNG_MAGIC)
+    assert not (run_dir / "results.csv").exists()
+
+    metrics = read_metrics(run_dir)
+    with open(data["test"], newline="", encoding="utf-8") as f:
+        test_rows = list(csv.DictReader(f, delimiter="\t"))
+    labels = sorted({row["label"] for row in test_rows})
+    assert metrics["labels"] == labels
+    markdown = (run_dir / "report.md").read_text(encoding="utf-8")
+    header, rows = md_table(md_section(markdown, "Per-class scores on test"))
+    assert header == ["label", "precision", "recall", "f1", "support"] and [row[0] for row in rows] == labels
+    assert {row[0]: int(row[4]) for row in rows} == {label: sum(r["label"] == label for r in test_rows) for label in labels}
+    header, rows = md_table(md_section(markdown, "Confusion matrix on test"))
+    assert header == ["true \\ predicted", *labels, "total"]
+    counts = [[int(cell) for cell in row[1 : len(labels) + 1]] for row in rows if row[0] in labels]
+    assert counts == metrics["test"]["confusion_matrix"] and sum(map(sum, counts)) == len(test_rows)
+    assert sum(counts[i][i] for i in range(len(labels))) / len(test_rows) == pytest.approx(metrics["test"]["accuracy"])
+    header, rows = md_table(md_section(markdown, "Scores"))
+    assert by_first_column(rows)["accuracy"][1:] == [f"{metrics['dev']['accuracy']:.4f}", f"{metrics['test']['accuracy']:.4f}"]
+    assert "](report_plots/learning_curves.png)" in markdown and "](report_plots/confusion_test.png)" in markdown
+    assert (run_dir / "report.html").read_text(encoding="utf-8").count("data:image/png;base64,") == 2
+
+    # A run that failed gets a report too: how it ended, and nothing it did not record.
+    assert failed.returncode == 0, failed.stderr[-3000:]
+    page = (failed_dir / "report.md").read_text(encoding="utf-8")
+    assert "Status: failed: " in page and "optimizer.learning_rate" in page
+    assert "## Confusion matrix" not in page and not list((failed_dir / "report_plots").glob("*.png"))

@@ -6,11 +6,15 @@ from pathlib import Path
 
 from kmexp.report import plots
 from kmexp.report.collect import (
+    NOT_RUN,
     SEED_KEY,
     Job,
     SweepReport,
     collect_jobs,
+    not_run,
+    not_run_line,
     objective_name,
+    planned_jobs,
     swept_keys,
 )
 from kmexp.report.render import BEST_MARK, Image, Section, to_html, to_markdown
@@ -37,16 +41,18 @@ def write_report(sweep_dir: Path) -> SweepReport:
     objective = objective_name(jobs)
     runs = runs_of(jobs, keys, objective) if objective else []
     failed = [(job.name, " ".join(job.overrides), job.error) for job in jobs if not job.completed]
+    planned = planned_jobs(sweep_dir)
+    missing = not_run(jobs, planned)
 
     rows = result_rows(jobs, keys, objective)
     paths = [write_csv(sweep_dir / RESULTS_FILE, rows)]
     images = draw_plots(runs, objective, sweep_dir / PLOTS_DIR)
-    sections = report_sections(sweep_dir, jobs, keys, objective, runs, failed, images)
+    sections = report_sections(sweep_dir, jobs, keys, objective, runs, failed, images, missing)
     title = f"kmexp sweep report: {sweep_dir.resolve().name}"
     write_text(sweep_dir / MARKDOWN_FILE, to_markdown(title, sections, sweep_dir))
     write_text(sweep_dir / HTML_FILE, to_html(title, sections))
     paths += [sweep_dir / MARKDOWN_FILE, sweep_dir / HTML_FILE, *(image.path for image in images.values())]
-    return SweepReport(sweep_dir, rows, failed, paths, keys, objective)
+    return SweepReport(sweep_dir, rows, failed, paths, keys, objective, planned, missing)
 
 
 def draw_plots(runs: list[Run], objective: str | None, folder: Path) -> dict[str, Image]:
@@ -82,23 +88,32 @@ def report_sections(
     runs: list[Run],
     failed: list[tuple[str, str, str]],
     images: dict[str, Image],
+    missing: list[str],
 ) -> list[Section]:
     """The report, section by section; each section appears only when the sweep has data for it."""
-    sections = [overview(sweep_dir, jobs, keys, objective, runs)]
+    sections = [overview(sweep_dir, jobs, keys, objective, runs, missing)]
     if runs and objective:
         sections += comparison(Grid.of(runs), objective, seeds=SEED_KEY in keys, images=images)
         sections += transfer_sections(runs, objective, images)
         sections += best_run_sections(runs, objective, images)
-    sections.append(Section("Jobs that did not complete", (failed_table(failed),) if failed else ("None: every job completed.",)))
+    not_completed = [*failed, *((name, "", NOT_RUN) for name in missing)]
+    sections.append(
+        Section("Jobs that did not complete", (failed_table(not_completed),) if not_completed else ("None: every job completed.",))
+    )
     sections.append(Section("All jobs", (f"Every column of every job is in {RESULTS_FILE}.", jobs_table(jobs, keys, objective))))
     return sections
 
 
-def overview(sweep_dir: Path, jobs: list[Job], keys: list[str], objective: str | None, runs: list[Run]) -> Section:
+def overview(
+    sweep_dir: Path, jobs: list[Job], keys: list[str], objective: str | None, runs: list[Run], missing: list[str]
+) -> Section:
     completed = sum(job.completed for job in jobs)
+    total = len(jobs) + len(missing)
+    counts = f"{total} jobs: {completed} completed, {len(jobs) - completed} did not complete"
     lines = [
         f"Sweep folder: {sweep_dir.resolve()}",
-        f"{len(jobs)} jobs: {completed} completed, {len(jobs) - completed} did not complete.",
+        f"{counts}, {len(missing)} not run." if missing else f"{counts}.",
+        *((not_run_line(missing, total, sweep_dir.resolve()),) if missing else ()),
         (
             f"Swept keys: {', '.join(keys) if keys else 'none (one configuration)'}. Rows are locales (the language tag); "
             "a setting is the values of the swept keys other than language and seed ('default' when only those are swept)."

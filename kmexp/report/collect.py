@@ -2,8 +2,9 @@
 
 Everything downstream (tables, plots, pages) works from these records, so the
 rules about what a job *is* live here: a job is a folder Hydra made (it holds
-``.hydra/overrides.yaml``, see ``kmexp.runs.job_dirs``), and a job without a
-readable ``metrics.json`` is a failed job, never a silently missing one.
+``.hydra/overrides.yaml``, see ``kmexp.runs.job_dirs``), a job without a
+readable ``metrics.json`` is a failed job, never a silently missing one, and a job
+that ``sweep.json`` counts but that has no folder was never started: not run.
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kmexp.runs import (
+    SWEEP_FILE,
     RecordError,
     RunRecord,
     experiment_overrides,
     job_dirs,
     override_values,
     read_history,
+    read_json,
     saved_overrides,
 )
 
@@ -41,6 +44,22 @@ class SweepReport:
     paths: list[Path]
     swept_keys: list[str]
     objective: str | None
+    planned: int | None = None  # the number of jobs sweep.json says the sweep makes; None when it does not say
+    not_run: list[str] = field(default_factory=list)  # jobs counted in sweep.json that have no folder: never started
+
+    @property
+    def completed(self) -> int:
+        return len(self.rows) - len(self.failed)
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """What ``write_run_report`` wrote for one run folder, and how the run ended."""
+
+    run_dir: Path
+    status: str
+    error: str  # why the run did not complete ("" when it did)
+    paths: list[Path]
 
 
 @dataclass(frozen=True)
@@ -137,6 +156,36 @@ def collect_jobs(sweep_dir: Path) -> list[Job]:
             "0/, 1/, ... each holding .hydra/overrides.yaml"
         )
     return jobs
+
+
+def planned_jobs(sweep_dir: Path) -> int | None:
+    """How many jobs the sweep was to run, as ``sweep.json`` recorded it at the start; None when unknown."""
+    sweep = read_json(Path(sweep_dir) / SWEEP_FILE)
+    jobs = sweep.get("jobs") if isinstance(sweep, dict) else None
+    return jobs if isinstance(jobs, int) and not isinstance(jobs, bool) else None
+
+
+def not_run(jobs: list[Job], planned: int | None) -> list[str]:
+    """The jobs of a sweep that never started (a killed sweep): numbers below ``planned`` without a folder.
+
+    At most ``planned - len(jobs)`` of them, so that job folders named otherwise than by
+    number (another ``hydra.sweep.subdir``) are not all counted as missing.
+    """
+    if planned is None:
+        return []
+    names = {job.name for job in jobs}
+    return [str(i) for i in range(planned) if str(i) not in names][: max(0, planned - len(jobs))]
+
+
+NOT_RUN = "not run: the sweep stopped before this job started"
+
+
+def not_run_line(missing: list[str], total: int, sweep_dir: Path) -> str:
+    """The line that keeps a killed sweep's report from reading as complete (report.md and the console)."""
+    return (
+        f"Incomplete: {len(missing)} of {total} jobs not run (job {', '.join(missing)}); "
+        f"rerunning the sweep with resume={sweep_dir} and its original arguments runs them."
+    )
 
 
 def swept_keys(jobs: list[Job]) -> list[str]:

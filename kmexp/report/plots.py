@@ -1,4 +1,4 @@
-"""PNG plots of a sweep, drawn with matplotlib's Agg canvas.
+"""PNG plots of a sweep, or of one run, drawn with matplotlib's Agg canvas.
 
 Figures are built with ``matplotlib.figure.Figure`` and saved through
 ``FigureCanvasAgg`` rather than pyplot: no global figure registry, no backend
@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from kmexp.report.stats import Grid, Run, Transfer, unique
+from kmexp.runs import HISTORY_FILE
 
 DPI = 100
 ANNOTATE_UP_TO = 400  # cells; larger heatmaps are unreadable with numbers in them
@@ -100,6 +101,12 @@ def curve_column(runs: list[Run], objective: str) -> str | None:
     return None
 
 
+def epochs(history: dict[str, list[float]], n: int) -> list[float]:
+    """The x values of ``n`` history rows: the file's own ``epoch`` column, else 1..n."""
+    column = history.get("epoch")
+    return column if column is not None and len(column) == n else list(range(1, n + 1))
+
+
 def learning_curves(runs: list[Run], objective: str, path: Path) -> Path | None:
     """Dev score per epoch from each job's history.csv: one panel per locale, one line per setting and seed."""
     column = curve_column(runs, objective)
@@ -113,12 +120,13 @@ def learning_curves(runs: list[Run], objective: str, path: Path) -> Path | None:
     axes = {panel: fig.add_subplot(n_rows, n_cols, i + 1) for i, panel in enumerate(panels)}
     seeds = len({r.seed for r in runs}) > 1
     for run in runs:
-        values = run.job.history().get(column)
+        history = run.job.history()
+        values = history.get(column)
         if not values:
             continue
         ax = axes.get(run.locale, axes.get("all locales"))
         label = f"{run.setting} seed={run.seed}" if seeds else run.setting
-        ax.plot(range(1, len(values) + 1), values, marker="o", markersize=3, label=text(label))
+        ax.plot(epochs(history, len(values)), values, marker="o", markersize=3, label=text(label))
     for panel, ax in axes.items():
         ax.set_title(text(panel))
         ax.set_xlabel("epoch")
@@ -135,8 +143,12 @@ def learning_curves(runs: list[Run], objective: str, path: Path) -> Path | None:
 
 def confusion(run: Run, path: Path) -> Path | None:
     """The test confusion matrix (rows: true label) of one run, usually the best one by dev."""
-    matrix = run.job.record.test.get("confusion_matrix")
-    labels = run.job.record.labels
+    title = f"Test confusion matrix, job {run.job.name} ({run.locale}, {run.setting})"
+    return confusion_matrix(run.job.record.labels, run.job.record.test.get("confusion_matrix"), title, path)
+
+
+def confusion_matrix(labels: list[str], matrix: list[list[int]] | None, title: str, path: Path) -> Path | None:
+    """A confusion matrix of test counts (rows: true label, columns: predicted), in the model's label order."""
     if not matrix or not labels or len(labels) != len(matrix):
         return None
     size = max(4, 0.6 * len(labels) + 2)
@@ -145,7 +157,33 @@ def confusion(run: Run, path: Path) -> Path | None:
     heatmap(ax, fig, np.array(matrix, dtype=float), [str(x) for x in labels], [str(x) for x in labels], "test examples", number=".0f")
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(text(f"Test confusion matrix, job {run.job.name} ({run.locale}, {run.setting})"))
+    ax.set_title(text(title))
+    return save(fig, path)
+
+
+def run_curves(history: dict[str, list[float]], path: Path) -> Path | None:
+    """One run's history.csv: the losses (train and dev) in one panel, the dev metrics in another."""
+    columns = [name for name in history if name != "epoch" and history[name]]
+    if not columns:
+        return None
+    panels = {
+        "loss": [name for name in columns if name.endswith("loss")],
+        "metrics": [name for name in columns if not name.endswith("loss")],
+    }
+    panels = {title: names for title, names in panels.items() if names}
+    fig = Figure(figsize=(5 * len(panels) + 1, 3.6))
+    for i, (title, names) in enumerate(panels.items()):
+        ax = fig.add_subplot(1, len(panels), i + 1)
+        for name in names:
+            values = history[name]
+            ax.plot(epochs(history, len(values)), values, marker="o", markersize=3, label=text(name))
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    fig.suptitle(f"Learning curves ({HISTORY_FILE})")
+    fig.tight_layout()
     return save(fig, path)
 
 

@@ -171,9 +171,9 @@ def jobs_table(jobs: list[Job], keys: list[str], objective: str | None) -> Table
     return Table(["job", "locale", "setting", "seed", "status", f"dev {name}", f"test {name}", "epochs", "seconds"], rows)
 
 
-def per_class_table(job: Job) -> Table | None:
-    """Precision, recall, F1 and support per label on test, in the model's label order."""
-    per_class = job.record.test.get("per_class")
+def per_class_table(job: Job, split: str = "test") -> Table | None:
+    """Precision, recall, F1 and support per label on a split (test unless told), in the model's label order."""
+    per_class = {"dev": job.record.dev, "test": job.record.test}[split].get("per_class")
     if not isinstance(per_class, dict) or not per_class:
         return None
     rows = []
@@ -183,6 +183,23 @@ def per_class_table(job: Job) -> Table | None:
             [str(label), *(fmt(as_float(scores.get(k))) for k in ("precision", "recall", "f1")), MISSING if support is None else str(support)]
         )
     return Table(["label", "precision", "recall", "f1", "support"], rows)
+
+
+def confusion_table(labels: list[str], matrix) -> Table | None:
+    """Counts per true label (rows) and predicted label (columns), with row and column totals."""
+    if not isinstance(matrix, list) or not labels or len(matrix) != len(labels):
+        return None
+    rows = [[str(label), *(str(count) for count in row), str(sum(row))] for label, row in zip(labels, matrix)]
+    totals = [sum(column) for column in zip(*matrix)]
+    rows.append(["total", *(str(count) for count in totals), str(sum(totals))])
+    return Table(["true \\ predicted", *(str(label) for label in labels), "total"], rows)
+
+
+def scalars_table(job: Job) -> Table | None:
+    """Each selected metric on dev and test, in selection order."""
+    dev, test = job.record.scalars("dev"), job.record.scalars("test")
+    names = list(dict.fromkeys([*dev, *test]))
+    return Table(["metric", "dev", "test"], [[name, fmt(dev.get(name)), fmt(test.get(name))] for name in names]) if names else None
 
 
 def fmt_seconds(value: float | None) -> str:
