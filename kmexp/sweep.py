@@ -4,7 +4,9 @@ A sweep is Hydra's multirun. kmexp adds, through ``SweepCallback`` (a Hydra
 callback registered in ``conf/config.yaml``):
 
 - ``on_multirun_start``: ``sweep.json`` in the sweep folder, with the number of
-  jobs, so that each job's progress line can say ``i/N``;
+  jobs, so that each job's progress line can say ``i/N``, and the command-line
+  arguments, so that ``resume=SWEEP_DIR`` with other arguments is refused before
+  any job starts;
 - ``on_job_start`` (single runs too): secrets redacted from the config files
   Hydra has just saved (``.hydra/*.yaml``, and a sweep's ``multirun.yaml``),
   see ``kmexp.secrets``;
@@ -25,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
@@ -38,6 +42,7 @@ from kmexp.runs import (
     RunRecord,
     experiment_overrides,
     job_dirs,
+    override_values,
     read_json,
     saved_overrides,
     write_json,
@@ -59,6 +64,50 @@ def count_jobs(sweep_params: dict, arguments: list[str]) -> int | None:
         return compat.count_grid_jobs([*(f"{k}={v}" for k, v in sweep_params.items()), *arguments])
     except Exception:  # e.g. glob() sweeps, which need the config loader: the count is only for display
         return None
+
+
+def resume_mismatch(resume: str, started: list[str], now: list[str]) -> str | None:
+    """Why ``resume=DIR`` cannot go on, in one line: the arguments that differ from those the sweep was
+    started with (``sweep.json``); None when they are the same. ``resume`` itself is left out.
+
+    A job is kept when its folder holds a completed run of the same overrides, so a changed
+    sweep would rerun, and overwrite, the finished jobs whose number now means another job.
+    """
+    before, after = override_values(experiment_overrides(started)), override_values(experiment_overrides(now))
+    keys = [key for key in dict.fromkeys([*before, *after]) if before.get(key) != after.get(key)]
+    if not keys:
+        return None
+    was = " ".join(f"{key}={before[key]}" if key in before else f"no {key}" for key in keys)
+    has = " ".join(f"{key}={after[key]}" if key in after else f"no {key}" for key in keys)
+    changes = [(key, change) for key in keys if (change := value_change(key, before.get(key), after.get(key)))]
+    detail = "; ".join(change if len(keys) == 1 else f"{key}: {change}" for key, change in changes)
+    return (
+        f"resume={resume}: the sweep was started with {was}; this command has {has}"
+        f"{f' ({detail})' if detail else ''}; rerun with the original arguments or a new folder"
+    )
+
+
+def value_change(key: str, before: str | None, after: str | None) -> str:
+    """How a swept key's values changed (``added de, dropped fr``); "" when it is not a sweep on both sides."""
+    if before is None or after is None:
+        return ""
+    old, new = sweep_values(key, before), sweep_values(key, after)
+    if len(old) < 2 and len(new) < 2:
+        return ""
+    added, dropped = [v for v in new if v not in old], [v for v in old if v not in new]
+    parts = [*([f"added {', '.join(added)}"] if added else []), *([f"dropped {', '.join(dropped)}"] if dropped else [])]
+    return ", ".join(parts) or "the same values in another order, which numbers the jobs differently"
+
+
+def sweep_values(key: str, value: str) -> list[str]:
+    """The values Hydra sweeps ``key=value`` over (``en,fr`` -> ``[en, fr]``); ``[value]`` for one value."""
+    try:
+        (parsed,) = OverridesParser.create().parse_overrides([f"{key}={value}"])
+    except HydraException:
+        return [value]
+    if parsed.is_sweep_override() and not parsed.is_interval_sweep():
+        return [str(v) for v in parsed.sweep_string_iterator()]
+    return [value]
 
 
 @dataclass(frozen=True)
@@ -139,7 +188,21 @@ class SweepCallback(Callback):
         if total is None:
             total = count_jobs(params, arguments)
         arguments = Secrets.from_environ().data(arguments)
+        if config.get("resume") is not None:
+            self._refuse_other_arguments(str(config.resume), sweep_dir, arguments)
         write_json(sweep_dir / SWEEP_FILE, {"group": sweep_group(sweep_dir), "jobs": total, "overrides": arguments})
+
+    @staticmethod
+    def _refuse_other_arguments(resume: str, sweep_dir: Path, arguments: list[str]) -> None:
+        """Stop a resume whose arguments differ from the sweep's, before any job starts or any file changes."""
+        started = (read_json(sweep_dir / SWEEP_FILE) or {}).get("overrides")
+        if not isinstance(started, list):  # a new folder, or one no kmexp sweep started: nothing to keep
+            return
+        mismatch = resume_mismatch(resume, [str(item) for item in started], arguments)
+        if mismatch is not None:
+            print(f"kmexp: error: {Secrets.from_environ().text(mismatch)}", file=sys.stderr, flush=True)
+            # A BaseException: Hydra turns a callback's Exception into a warning, and the sweep would go on.
+            raise SystemExit(1)
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Redact the config files that Hydra saved for this job (and the sweep) just before calling it."""

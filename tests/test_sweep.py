@@ -175,6 +175,47 @@ def test_resume_into_a_new_folder_runs_everything(small_data, tmp_path):
     assert not any("kept_on_resume" in metrics_of(sweep_dir, job) for job in range(2))
 
 
+@pytest.mark.slow
+def test_resume_with_other_sweep_arguments_is_refused_before_any_job_starts(small_data, tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    common = [*files_overrides(small_data), "trainer.epochs=2", "logger=none"]
+    first = run_cli(["-m", *common, "language=en,fr", f"hydra.sweep.dir={sweep_dir}"], cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    kept = {name: (sweep_dir / name / "metrics.json") for name in ("0", "1")}
+    before = {name: (path.read_bytes(), path.stat().st_mtime_ns) for name, path in kept.items()}
+    sweep_json = (sweep_dir / "sweep.json").read_bytes()
+
+    changed = run_cli(["-m", *common, "language=en,de", f"resume={sweep_dir}"], cwd=tmp_path)
+    assert changed.returncode == 1
+    assert changed.stderr.strip().splitlines() == [
+        (
+            f"kmexp: error: resume={sweep_dir}: the sweep was started with language=en,fr; this command has "
+            "language=en,de (added de, dropped fr); rerun with the original arguments or a new folder"
+        )
+    ]
+    assert "[kmexp sweep]" not in changed.stdout  # no job started
+    assert {name: (path.read_bytes(), path.stat().st_mtime_ns) for name, path in kept.items()} == before
+    assert (sweep_dir / "sweep.json").read_bytes() == sweep_json and not (sweep_dir / "2").exists()
+
+    same = run_cli(["-m", *common, "language=en,fr", f"resume={sweep_dir}"], cwd=tmp_path)
+    assert same.returncode == 0, same.stderr[-3000:]
+    assert [metrics_of(sweep_dir, job)["kept_on_resume"] for job in range(2)] == [True, True]
+    assert [m[5] for m in progress_lines(same.stdout)] == ["kept from the earlier sweep"] * 2
+
+
+def test_a_resume_refusal_names_every_changed_argument():
+    from kmexp.sweep import resume_mismatch
+
+    started = ["language=en,fr", "trainer.epochs=2", "resume=old"]
+    assert resume_mismatch("old", started, ["trainer.epochs=2", "language=en,fr", "resume=old"]) is None  # order of arguments
+    assert resume_mismatch("old", started, ["language=fr,en", "trainer.epochs=3", "+seed=1"]) == (
+        "resume=old: the sweep was started with language=en,fr trainer.epochs=2 no seed; this command has "
+        "language=fr,en trainer.epochs=3 seed=1 (language: the same values in another order, which numbers the jobs "
+        "differently); rerun with the original arguments or a new folder"
+    )
+    assert "(dropped 3)" in resume_mismatch("old", ["seed=range(1,4)"], ["seed=range(1,3)"])
+
+
 def compose_multirun(overrides: list[str]):
     register_configs()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
