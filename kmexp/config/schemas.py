@@ -80,14 +80,6 @@ class HFSplitsConfig:
 
 
 @dataclass
-class LocaleFilterConfig:
-    """data=hf: the column that names each row's language, and its value for each language preset."""
-
-    column: str = MISSING
-    values: Dict[str, str] = MISSING
-
-
-@dataclass
 class HFDatasetConfig(DataConfig):
     path: str = MISSING
     name: Optional[str] = MISSING
@@ -97,8 +89,10 @@ class HFDatasetConfig(DataConfig):
     text_column: str = MISSING
     label_column: str = MISSING
     locale: str = MISSING
-    locale_config: Optional[Dict[str, str]] = MISSING
-    locale_filter: Optional[LocaleFilterConfig] = MISSING
+    # null or {<tag>: <config>}; null or {column: <name>, values: {<tag>: <value>}}. Any, checked by validate():
+    # OmegaConf 2.3 cannot merge a command-line dict into a typed node that holds null.
+    locale_config: Any = MISSING
+    locale_filter: Any = MISSING
     dev_fraction: float = MISSING
     seed: int = MISSING
     cache_dir: Optional[str] = MISSING

@@ -308,6 +308,11 @@ def _check_locale(data: Mapping, prefix: str) -> list[str]:
         return [not_allowed(f"{prefix}.name", data["name"], f"{prefix}.locale_config picks the config of each "
                             f"language; set {prefix}.name=null, or {prefix}.locale_config=null to use {prefix}.name",
                             context=f"{prefix}.locale_config")]
+    if by_config is not None and not isinstance(by_config, Mapping):
+        return [not_allowed(f"{prefix}.locale_config", by_config, "it must be null or {<language tag>: <config>, ...}")]
+    if by_filter is not None and not _is_locale_filter(by_filter):
+        return [not_allowed(f"{prefix}.locale_filter", "{...}", "it must be {column: <the language column>, "
+                            "values: {<language tag>: <value in that column>, ...}}")]
     if by_config is not None:
         mapping, key = by_config, f"{prefix}.locale_config"
     elif by_filter is not None:
@@ -319,6 +324,13 @@ def _check_locale(data: Mapping, prefix: str) -> list[str]:
         return []
     return [not_allowed("language", locale, f"{data['path']} has no part mapped to it in {key}, which maps "
                         f"{', '.join(sorted(mapping))}; choose one of those, or add '+{key}.{locale}=<value>'")]
+
+
+def _is_locale_filter(value) -> bool:
+    return (
+        isinstance(value, Mapping) and set(value) == {"column", "values"} and isinstance(value["column"], str)
+        and isinstance(value["values"], Mapping)
+    )
 
 
 def check_languages(code: str, codes, eval_codes, valid_codes: Iterable[str]) -> list[str]:

@@ -66,6 +66,10 @@ class HFDataset:
         cache_dir: str | None,
         timeout_s: float,
     ):
+        # The rules validate() applies, for a caller that skipped it.
+        options = {"path": path, "name": name, "splits": splits, "locale": locale, "locale_config": locale_config,
+                   "locale_filter": locale_filter, "dev_fraction": dev_fraction, "timeout_s": timeout_s}
+        raise_problems(check_data(options))
         self.path = path
         self.name = name
         self.revision = revision
@@ -74,21 +78,15 @@ class HFDataset:
         self.text_column = text_column
         self.label_column = label_column
         self.locale = locale
-        self.locale_config = None if locale_config is None else dict(locale_config)
+        # Values as text: a YAML `1` names the same config, or matches the same column value, as "1".
+        self.locale_config = None if locale_config is None else {k: str(v) for k, v in locale_config.items()}
         self.locale_filter = None if locale_filter is None else {
-            "column": locale_filter["column"], "values": dict(locale_filter["values"]),
+            "column": locale_filter["column"], "values": {k: str(v) for k, v in locale_filter["values"].items()},
         }
         self.dev_fraction = dev_fraction
         self.seed = seed
         self.cache_dir = cache_dir
         self.timeout_s = timeout_s
-        # The rules validate() applies, for a caller that skipped it.
-        raise_problems(check_data(self._options()))
-
-    def _options(self) -> dict:
-        return {name: getattr(self, name) for name in (
-            "path", "name", "splits", "locale", "locale_config", "locale_filter", "dev_fraction", "timeout_s",
-        )}
 
     @property
     def config_name(self) -> str | None:
