@@ -248,6 +248,20 @@ def test_the_locale_mapping_is_checked_before_any_work():
         HFDataset(**{**_hf_defaults(), "path": "x/y", "locale": "uk", "locale_config": {"fr": "fr-FR"}})
 
 
+def test_datasets_loads_only_when_a_dataset_is_read():
+    """`datasets` takes about a second to import: a config check, or importing kmexp.data, does without it."""
+    script = (
+        "import sys\n"
+        "from kmexp.data import HFDataset\n"
+        "from kmexp.config.validation import check_data\n"
+        "check_data({'path': 'x/y', 'name': None, 'splits': {'dev': None}, 'dev_fraction': 0.1, 'locale': 'fr',"
+        " 'locale_config': {'fr': 'fr-FR'}, 'locale_filter': None})\n"
+        "print(sorted(m for m in ('datasets', 'pyarrow', 'tensorflow') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "[]", done.stderr[-2000:]
+
+
 def _hf_defaults() -> dict:
     cfg = compose_config(["data=hf", "data.path=x"])
     from omegaconf import OmegaConf
@@ -314,8 +328,11 @@ def test_a_sweep_across_three_locales_of_one_dataset_writes_the_report(tmp_path)
         record = json.loads(metrics.read_text(encoding="utf-8"))
         records[record["language"]["tag"]] = record
     assert sorted(records) == ["en", "fr", "ru"]
+    import datasets
+
     for lang, record in records.items():
         assert record["status"] == "completed"
+        assert record["versions"]["datasets"] == datasets.__version__
         dataset = record["data"]["dataset"]
         assert dataset["path"] == str(folder) and dataset["name"] == CONFIGS[lang] and dataset["revision"] is None
         assert set(dataset["fingerprint"]) == {"train", "validation", "test"}

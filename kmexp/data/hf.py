@@ -162,7 +162,9 @@ class HFDataset:
         return builder
 
     def _is_hub_id(self) -> bool:
-        return self.path not in packaged_builders() and _HUB_ID.match(self.path) is not None
+        """A name on the Hub: not a local folder (`data/multi` looks like `owner/name`), not a builder."""
+        local = Path(self.path).expanduser().exists()
+        return not local and self.path not in packaged_builders() and _HUB_ID.match(self.path) is not None
 
     def _keys(self) -> str:
         """The settings that chose the dataset, as the user typed them."""
