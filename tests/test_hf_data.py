@@ -155,8 +155,12 @@ def test_csv_through_data_files_keeps_string_labels(tmp_path):
     assert splits.info["dataset"]["path"] == "csv"
 
 
-def test_locale_config_reads_each_languages_config(tmp_path):
+def test_locale_config_reads_each_languages_config(tmp_path, monkeypatch):
     folder = configs_folder(tmp_path / "multi")
+    monkeypatch.chdir(tmp_path)
+    relative = hf("multi", tmp_path, locale="fr", locale_config=CONFIGS)
+    assert relative.load().test.texts == [r["text"] for r in split_rows("fr")["test"]]
+    assert not relative._is_hub_id() and hf("owner/name", tmp_path)._is_hub_id()  # `multi` is not asked of the Hub
 
     by_language = {lang: hf(folder, tmp_path, locale=lang, locale_config=CONFIGS).load() for lang in ("en", "fr")}
 
