@@ -105,3 +105,38 @@ def count_grid_jobs(overrides: list[str]) -> int:
 
     parsed = OverridesParser.create().parse_overrides(overrides)
     return sum(len(batch) for batch in BasicSweeper.split_arguments(parsed, None))
+
+
+def dataset_fingerprint(dataset) -> str:
+    """The ``datasets`` fingerprint of a ``Dataset``: a hash of its source files and of every transform applied.
+
+    ``datasets`` names its cache files after it and offers no public accessor.
+    """
+    return dataset._fingerprint
+
+
+def packaged_builders() -> frozenset[str]:
+    """The builder names ``datasets`` ships (csv, json, parquet, ...): a ``data.path`` that is not a Hub id."""
+    from datasets.packaged_modules import _PACKAGED_DATASETS_MODULES
+
+    return frozenset(_PACKAGED_DATASETS_MODULES)
+
+
+@contextlib.contextmanager
+def hub_offline() -> Iterator[None]:
+    """Treat the Hugging Face Hub as offline while the block runs, as HF_HUB_OFFLINE=1 would.
+
+    ``datasets`` and ``huggingface_hub`` read HF_HUB_OFFLINE once, at import; setting
+    the variable later changes nothing. Where the Hub is unreachable, this makes
+    ``load_dataset`` go straight to its cache, instead of retrying the Hub for
+    tens of seconds first (five retries, with backoff, per request).
+    """
+    import datasets.config
+    from huggingface_hub import constants
+
+    saved = datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE
+    datasets.config.HF_HUB_OFFLINE = constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE = saved

@@ -42,7 +42,8 @@ def _git(folder: Path, timeout_s: float, *args: str) -> str | None:
 def versions() -> dict:
     """Versions of Python and the packages that decide a run's numbers."""
     found = {"python": platform.python_version()}
-    for package in ("kmexp", "keras", "tensorflow", "tensorflow-text", "hydra-core", "numpy"):
+    # datasets: it reads data=hf, and its version decides the fingerprints metrics.json records.
+    for package in ("kmexp", "keras", "tensorflow", "tensorflow-text", "hydra-core", "numpy", "datasets"):
         try:
             found[package] = metadata.version(package)
         except metadata.PackageNotFoundError:

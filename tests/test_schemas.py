@@ -32,6 +32,7 @@ GROUPS = {
 REQUIRED = {
     ("language", "generic"): ["language.code=yor_Latn"],
     ("data", "files"): ["data.train=train.tsv", "data.test=test.tsv"],
+    ("data", "hf"): ["data.path=owner/dataset"],
     ("encoder", "pretrained"): ["encoder.preset=xlm_roberta_base_multi"],
 }
 # Objects cheap enough to build for every option (encoders and data are built in test_config.py).

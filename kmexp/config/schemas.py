@@ -70,6 +70,35 @@ class LabeledFilesConfig(DataConfig):
     seed: int = MISSING
 
 
+@dataclass
+class HFSplitsConfig:
+    """data=hf: the dataset's split name for each of kmexp's splits; a null dev is carved out of train."""
+
+    train: str = MISSING
+    dev: Optional[str] = MISSING
+    test: str = MISSING
+
+
+@dataclass
+class HFDatasetConfig(DataConfig):
+    path: str = MISSING
+    name: Optional[str] = MISSING
+    revision: Optional[str] = MISSING
+    data_files: Any = MISSING  # null, a path, a list of paths, or {split: path(s)}
+    splits: HFSplitsConfig = field(default_factory=HFSplitsConfig)
+    text_column: str = MISSING
+    label_column: str = MISSING
+    locale: str = MISSING
+    # null or {<tag>: <config>}; null or {column: <name>, values: {<tag>: <value>}}. Any, checked by validate():
+    # OmegaConf 2.3 cannot merge a command-line dict into a typed node that holds null.
+    locale_config: Any = MISSING
+    locale_filter: Any = MISSING
+    dev_fraction: float = MISSING
+    seed: int = MISSING
+    cache_dir: Optional[str] = MISSING
+    timeout_s: float = MISSING
+
+
 # --- language -----------------------------------------------------------------------------
 
 
@@ -458,6 +487,7 @@ class KmexpConfig:
 SCHEMAS: tuple[tuple[str, str, type], ...] = (
     ("data", "sib200", SIB200Config),
     ("data", "labeled_files", LabeledFilesConfig),
+    ("data", "hf_dataset", HFDatasetConfig),
     ("language", "language", LanguageConfig),
     ("language", "multi", MultiLanguageConfig),
     ("encoder", "bag", BagEncoderConfig),

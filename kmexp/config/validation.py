@@ -276,7 +276,8 @@ def check_average(key: str, value) -> list[str]:
 
 
 def check_data(data: Mapping, prefix: str = "data") -> list[str]:
-    """The data options: a download needs the pinned commit and a positive time limit; a dev share is in (0, 1)."""
+    """The data options: a download needs the pinned commit and a positive time limit; a dev share is in (0, 1);
+    a Hugging Face dataset's locale mapping has the language (``_check_locale``)."""
     problems = []
     if "commit" in data and data.get("root") is None:  # null root: SIB-200 downloads, checked against shipped sums
         if data["commit"] != SIB200_COMMIT:
@@ -287,9 +288,49 @@ def check_data(data: Mapping, prefix: str = "data") -> list[str]:
             problems.append(not_allowed(f"{prefix}.commit", data["commit"], allowed, context=f"{prefix}.root=null"))
     if "timeout_s" in data:
         problems += check_positive(f"{prefix}.timeout_s", data["timeout_s"])
-    if "dev_fraction" in data and data.get("dev") is None:  # a share of train becomes dev only without a dev file
+    # A share of train becomes dev only without a dev file (data=files) or dev split (data=hf).
+    dev = data["splits"]["dev"] if "splits" in data else data.get("dev")
+    if "dev_fraction" in data and dev is None:
         problems += check_interval(f"{prefix}.dev_fraction", data["dev_fraction"], 0, 1, low_open=True)
+    if "locale" in data:
+        problems += _check_locale(data, prefix)
     return problems
+
+
+def _check_locale(data: Mapping, prefix: str) -> list[str]:
+    """data=hf: one way to pick the language's part of the dataset, and a mapping that has the language."""
+    by_config, by_filter = data["locale_config"], data["locale_filter"]
+    if by_config is not None and by_filter is not None:
+        return [not_allowed(f"{prefix}.locale_filter", "{...}", f"choose one: {prefix}.locale_config (a config per "
+                            f"language) or {prefix}.locale_filter (rows per language); set the other to null",
+                            context=f"{prefix}.locale_config")]
+    if by_config is not None and data["name"] is not None:
+        return [not_allowed(f"{prefix}.name", data["name"], f"{prefix}.locale_config picks the config of each "
+                            f"language; set {prefix}.name=null, or {prefix}.locale_config=null to use {prefix}.name",
+                            context=f"{prefix}.locale_config")]
+    if by_config is not None and not isinstance(by_config, Mapping):
+        return [not_allowed(f"{prefix}.locale_config", by_config, "it must be null or {<language tag>: <config>, ...}")]
+    if by_filter is not None and not _is_locale_filter(by_filter):
+        return [not_allowed(f"{prefix}.locale_filter", "{...}", "it must be {column: <the language column>, "
+                            "values: {<language tag>: <value in that column>, ...}}")]
+    if by_config is not None:
+        mapping, key = by_config, f"{prefix}.locale_config"
+    elif by_filter is not None:
+        mapping, key = by_filter["values"], f"{prefix}.locale_filter.values"
+    else:
+        return []
+    locale = data["locale"]
+    if locale in mapping:
+        return []
+    return [not_allowed("language", locale, f"{data['path']} has no part mapped to it in {key}, which maps "
+                        f"{', '.join(sorted(mapping))}; choose one of those, or add '+{key}.{locale}=<value>'")]
+
+
+def _is_locale_filter(value) -> bool:
+    return (
+        isinstance(value, Mapping) and set(value) == {"column", "values"} and isinstance(value["column"], str)
+        and isinstance(value["values"], Mapping)
+    )
 
 
 def check_languages(code: str, codes, eval_codes, valid_codes: Iterable[str]) -> list[str]:
