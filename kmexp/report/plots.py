@@ -113,12 +113,15 @@ def learning_curves(runs: list[Run], objective: str, path: Path) -> Path | None:
     axes = {panel: fig.add_subplot(n_rows, n_cols, i + 1) for i, panel in enumerate(panels)}
     seeds = len({r.seed for r in runs}) > 1
     for run in runs:
-        values = run.job.history().get(column)
+        history = run.job.history()
+        values = history.get(column)
         if not values:
             continue
         ax = axes.get(run.locale, axes.get("all locales"))
         label = f"{run.setting} seed={run.seed}" if seeds else run.setting
-        ax.plot(range(1, len(values) + 1), values, marker="o", markersize=3, label=text(label))
+        # history.csv's own epoch numbers (from 1), as metrics.json's best_epoch counts them.
+        epochs = history.get("epoch", range(1, len(values) + 1))
+        ax.plot(epochs, values, marker="o", markersize=3, label=text(label))
     for panel, ax in axes.items():
         ax.set_title(text(panel))
         ax.set_xlabel("epoch")
