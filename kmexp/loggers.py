@@ -9,6 +9,8 @@ Every logger has the same five calls, made by the training program in order:
 - ``finish(status)`` exactly once, whatever happened.
 
 ``status`` is the run's ``metrics.json`` status: ``completed``, ``failed`` or ``interrupted``.
+``wandb_run`` says, before ``start``, which W&B run the logger will write (None when it
+writes none), so that ``metrics.json`` names it from the moment the run starts.
 
 What a logger writes goes through ``kmexp.secrets`` first: the resolved config
 can hold a secret (``+note=${oc.env:MY_API_TOKEN}``), and so can the overrides.
@@ -20,6 +22,7 @@ import contextlib
 import csv
 import functools
 import os
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -37,6 +40,11 @@ class NullLogger:
 
     def __init__(self, run_dir: str):
         self.run_dir = Path(run_dir)
+
+    @property
+    def wandb_run(self) -> dict | None:
+        """The W&B run this logger writes (``metrics.json``'s ``wandb``), or None."""
+        return None
 
     def start(
         self, config: dict, *, choices: Mapping[str, str], overrides: Sequence[str], group: str | None
@@ -134,7 +142,19 @@ class WandbLogger(NullLogger):
         self._started = False
         self._starting: Future | None = None  # the offline run's start, while it runs in the background
         self._pending: list[tuple[int, dict]] = []  # epochs logged before the run was ready
+        self._epoch_keys: set[str] = set()  # the keys logged per epoch (kept out of the summary)
         self._scope = contextlib.ExitStack()
+        # Chosen here rather than by wandb.init, so that metrics.json names the run before it starts:
+        # a run killed outright (SIGKILL) can still be matched with its W&B files. W&B's own ids are
+        # 8 characters of [a-z0-9] too.
+        self.run_id = uuid.uuid4().hex[:8]
+
+    @property
+    def wandb_run(self) -> dict | None:
+        """The run's id, mode and the folder of its files (offline: ``<folder>/offline-run-<time>-<id>``)."""
+        if self.mode == "disabled":
+            return None
+        return {"id": self.run_id, "mode": self.mode, "dir": str(self.wandb_dir)}
 
     @property
     def wandb_dir(self) -> Path:
@@ -165,6 +185,7 @@ class WandbLogger(NullLogger):
         try:
             with redacted_argv(secrets):
                 return wandb.init(
+                    id=self.run_id,
                     project=self.project,
                     entity=self.entity,
                     dir=str(self.run_dir),
@@ -193,9 +214,22 @@ class WandbLogger(NullLogger):
             starting, self._starting = self._starting, None
             self.run = starting.result()  # a failed start raises its error here
         for epoch, logs in self._pending:
-            self.run.log({"epoch": epoch, **logs}, step=epoch)
+            row = {"epoch": epoch, **logs}
+            self._keep_out_of_summary(row)
+            self.run.log(row, step=epoch)
         self._pending.clear()
         return self.run
+
+    def _keep_out_of_summary(self, row: dict) -> None:
+        """Per-epoch keys stay in the history only.
+
+        W&B's summary keeps the last logged value of each key: the last epoch's ``val_*``,
+        stale once early stopping restores the best epoch. The summary holds the saved
+        model's scores instead, one name each (``log_summary``: ``dev/...``, ``test/...``).
+        """
+        for key in row.keys() - self._epoch_keys:
+            self.run.define_metric(key, summary="none")
+            self._epoch_keys.add(key)
 
     def log_epoch(self, epoch: int, logs: dict) -> None:
         self._pending.append((epoch, dict(logs)))

@@ -3,9 +3,9 @@
 One module owns the layout, so no other module spells a file name or walks
 ``metrics.json`` by hand::
 
-    <run>/metrics.json       RunRecord: status, scores, provenance (written whole, by rename)
+    <run>/metrics.json       RunRecord: status, scores, provenance (written whole, by rename; first when the run starts)
     <run>/model.keras        the end-to-end model: raw strings in, probabilities out
-    <run>/history.csv        one row per epoch, as Keras' CSVLogger writes them
+    <run>/history.csv        one row per epoch, epochs counted from 1
     <run>/backup/            the training state while a run trains (resume); removed at the end
     <run>/.hydra/            Hydra's saved config, hydra config and overrides
     <run>/report.md, report.html, report_plots/   the run's report, when ``kmexp-report RUN_DIR`` writes it
@@ -23,6 +23,7 @@ import dataclasses
 import json
 import math
 import os
+import socket
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -112,8 +113,11 @@ class Objective:
 class RunRecord:
     """One run's ``metrics.json``.
 
-    Written at the end of every run, completed or not (``status``: running,
-    completed, failed, interrupted; ``error`` says why it did not complete).
+    Written when a run starts (``status: running``, with its ``pid`` and ``host``)
+    and again at its end, completed or not (``status``: completed, failed,
+    interrupted; ``error`` says why it did not complete). A run killed outright
+    (SIGKILL) cannot write its end: its record stays ``running``, and ``read``
+    gives it as interrupted once its process is gone (``killed``).
     Scores (``dev``, ``test``) are classification reports: each selected metric,
     ``per_class`` and ``confusion_matrix``; ``eval`` holds each language tested on
     its own (``language=multi``, ``eval_languages``), by SIB-200 code.
@@ -141,6 +145,7 @@ class RunRecord:
     seconds: dict = field(default_factory=dict)  # total, and its phases: prepare, train, save, evaluate
     device: dict | None = None
     embedding_cache: dict | None = None  # a frozen pretrained encoder's cache: dir, hits, misses (splits)
+    wandb: dict | None = None  # the job's W&B run: id, mode, dir (its files); None without W&B
     error: str | None = None  # why the run did not complete
     kept_on_resume: bool = False  # a resumed sweep kept this completed job instead of rerunning it
     extra: dict = field(default_factory=dict)  # keys this version does not know, kept as they were
@@ -148,6 +153,19 @@ class RunRecord:
     @property
     def completed(self) -> bool:
         return self.status == "completed"
+
+    @property
+    def killed(self) -> bool:
+        """A ``running`` record whose process is gone: it ended without recording its end (SIGKILL, out of memory).
+
+        Only a process of this machine can be looked up: a record from another host reads
+        as running. A run in this very process has written its end before anyone reads it,
+        so a ``running`` record with this process's pid is an earlier process's.
+        """
+        return (
+            self.status == "running" and self.pid is not None and self.host == socket.gethostname()
+            and not process_alive(self.pid)
+        )
 
     @property
     def objective_value(self) -> float | None:
@@ -164,12 +182,12 @@ class RunRecord:
         return {name: value for name, value in {"dev": self.dev, "test": self.test}[split].items() if isinstance(value, float)}
 
     def to_json(self) -> dict:
-        """The JSON object, in field order; ``error``, ``embedding_cache`` and ``kept_on_resume`` only when set."""
+        """The JSON object, in field order; ``error``, ``embedding_cache``, ``wandb`` and ``kept_on_resume`` only when set."""
         payload = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
         payload["objective"] = None if self.objective is None else dataclasses.asdict(self.objective)
         if self.objective is None:
             del payload["objective"]
-        for optional in ("error", "embedding_cache"):
+        for optional in ("error", "embedding_cache", "wandb"):
             if payload[optional] is None:
                 del payload[optional]
         if not self.kept_on_resume:
@@ -193,7 +211,7 @@ class RunRecord:
 
     @classmethod
     def read(cls, run_dir: Path) -> RunRecord:
-        """``run_dir``'s record. Raises RecordError, saying why, when it is missing or unreadable."""
+        """``run_dir``'s record, a killed run's as interrupted. Raises RecordError, saying why, when it is missing or unreadable."""
         path = Path(run_dir) / METRICS_FILE
         if not path.is_file():
             raise RecordError(f"no {METRICS_FILE}")
@@ -204,9 +222,14 @@ class RunRecord:
         if not isinstance(payload, dict):
             raise RecordError(f"unreadable {METRICS_FILE}: not a JSON object")
         try:
-            return cls.from_json(payload)
+            record = cls.from_json(payload)
         except TypeError as err:
             raise RecordError(f"unreadable {METRICS_FILE}: {err}") from None
+        if record.killed:
+            # The file keeps saying "running" (nothing is written here): readers see what happened.
+            error = f"killed: process {record.pid} on {record.host} ended without recording the end of the run"
+            record = dataclasses.replace(record, status="interrupted", error=record.error or error)
+        return record
 
     @classmethod
     def find(cls, run_dir: Path) -> RunRecord | None:
@@ -219,6 +242,34 @@ class RunRecord:
 
 class RecordError(ValueError):
     """A run folder's ``metrics.json`` is missing or unreadable."""
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this machine still runs; this process's own pid counts as gone (see ``killed``).
+
+    A killed process its parent has not yet waited for (a zombie) is gone too. A pid
+    that the system has since given to another process reads as alive.
+    """
+    if pid <= 0 or pid == os.getpid():
+        return False  # 0 and negative pids name process groups, not a process
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, under another user
+    except OSError:
+        return False
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """Linux: whether ``pid`` has ended but not yet been waited for (state ``Z`` in ``/proc/<pid>/stat``)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return False  # no /proc (macOS): os.kill's answer stands
+    return stat.rpartition(")")[2].split()[:1] == ["Z"]
 
 
 # --- job folders and overrides --------------------------------------------------
@@ -284,6 +335,16 @@ def completed_record(run_dir: Path, overrides: list[str]) -> RunRecord | None:
 def keep_completed(run_dir: Path, record: RunRecord) -> None:
     """Mark a completed run that a resumed sweep keeps instead of rerunning."""
     dataclasses.replace(record, kept_on_resume=True).write(run_dir)
+
+
+def history_row(run_dir: Path, epoch: int | None) -> dict[str, float]:
+    """One epoch's row of ``history.csv`` (epochs count from 1); empty when there is none."""
+    columns = read_history(run_dir)
+    epochs = columns.get("epoch", [])
+    if epoch is None or float(epoch) not in epochs:
+        return {}
+    row = epochs.index(float(epoch))
+    return {key: values[row] for key, values in columns.items()}
 
 
 def read_history(run_dir: Path) -> dict[str, list[float]]:

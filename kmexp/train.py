@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from kmexp.builders import build_logger
 from kmexp.config.validation import validate
 from kmexp.provenance import git_commit, versions, where
-from kmexp.runs import MODEL_FILE, RunRecord
+from kmexp.runs import MODEL_FILE, RunRecord, history_row
 from kmexp.secrets import Secrets
 from kmexp.training.signals import stop_on_sigterm
 
@@ -55,6 +55,10 @@ def train(
         **where(),
     )
     logger = build_logger(cfg.logger, run_dir)
+    record.wandb = logger.wandb_run
+    # Written first, with this process's pid: a run killed outright (SIGKILL, the OOM killer, a lost machine)
+    # leaves this record, which kmexp-report and a rerun read as interrupted once the process is gone.
+    _write(record, run_dir)
     try:
         # SIGTERM stops the run like Ctrl-C (KeyboardInterrupt), so it is recorded as interrupted.
         with stop_on_sigterm():
@@ -66,7 +70,7 @@ def train(
 
             record = dataclasses.replace(record, **experiment.run(cfg, run_dir, logger))
             # Logged before "completed": a job whose results could not be logged is not reported as done.
-            logger.log_summary(_summary(record))
+            logger.log_summary(_summary(record, run_dir))
             logger.log_evaluation(record.labels, {"dev": record.dev, "test": record.test}, run_dir / MODEL_FILE)
             record.status = "completed"
     except BaseException as err:
@@ -76,15 +80,22 @@ def train(
         raise
     finally:
         record.seconds = {**record.seconds, "total": round(time.perf_counter() - started, 3)}
-        # Redacted: an error message or a recorded path can hold a secret (see kmexp.secrets).
-        RunRecord.from_json(Secrets.from_environ().data(record.to_json())).write(run_dir)
+        _write(record, run_dir)
         logger.finish(record.status)
     return record
 
 
-def _summary(record: RunRecord) -> dict:
-    """Flat scalars for the logger's run summary."""
-    summary = {"objective": record.objective.value, "epochs_run": record.epochs_run}
+def _write(record: RunRecord, run_dir: Path) -> None:
+    """``metrics.json``, redacted: an error message or a recorded path can hold a secret (see kmexp.secrets)."""
+    RunRecord.from_json(Secrets.from_environ().data(record.to_json())).write(run_dir)
+
+
+def _summary(record: RunRecord, run_dir: Path) -> dict:
+    """Flat scalars for the logger's run summary: the saved model's, that is the best epoch's, one name each."""
+    summary = {"objective": record.objective.value, "epochs_run": record.epochs_run, "best_epoch": record.best_epoch}
+    best = history_row(run_dir, record.best_epoch)
+    if "val_loss" in best:
+        summary["dev/loss"] = best["val_loss"]
     for split in ("dev", "test"):
         for name, value in record.scalars(split).items():
             summary[f"{split}/{name}"] = value

@@ -58,12 +58,12 @@ def _wait_for_epochs(process: subprocess.Popen, run_dir: Path, n: int, timeout_s
         time.sleep(0.05)
 
 
-def _kill_mid_training(tmp_path: Path, signum: int) -> tuple[Path, list[str], int]:
+def _kill_mid_training(tmp_path: Path, signum: int, logger: str = "none") -> tuple[Path, list[str], int]:
     """Start a run, send ``signum`` after 2 epochs, check what it left; return its folder, args, epochs backed up."""
     data = write_small_data(tmp_path / "data")
     run_dir = tmp_path / "run"
     # A backup after every epoch (the default waits trainer.backup_interval_s between backups).
-    common = [*files_overrides(data), "logger=none", "trainer.patience=100000", "trainer.backup_interval_s=0",
+    common = [*files_overrides(data), f"logger={logger}", "trainer.patience=100000", "trainer.backup_interval_s=0",
               f"hydra.run.dir={run_dir}"]
     # Far more epochs than it can run before the signal: it is still training when killed.
     process = _start_run([*common, "trainer.epochs=100000"], cwd=tmp_path)
@@ -81,7 +81,7 @@ def _kill_mid_training(tmp_path: Path, signum: int) -> tuple[Path, list[str], in
     assert metrics["status"] == "interrupted", metrics.get("error")
     assert not (run_dir / "model.keras").exists()
     done = _history_epochs(run_dir)
-    assert done == list(range(len(done))) and len(done) >= 2
+    assert done == list(range(1, len(done) + 1)) and len(done) >= 2  # from 1, like best_epoch
     backed_up = json.loads((run_dir / "backup" / "latest.json").read_text())["epoch"]
     return run_dir, common, backed_up
 
@@ -92,8 +92,14 @@ def test_ctrl_c_is_recorded_as_interrupted(tmp_path):
 
 
 def test_sigterm_is_recorded_as_interrupted_and_a_rerun_resumes(tmp_path):
-    run_dir, common, backed_up = _kill_mid_training(tmp_path, signal.SIGTERM)
-    assert json.loads((run_dir / "metrics.json").read_text())["error"] == "Terminated: stopped by SIGTERM"
+    run_dir, common, backed_up = _kill_mid_training(tmp_path, signal.SIGTERM, logger="wandb")
+    interrupted = json.loads((run_dir / "metrics.json").read_text())
+    assert interrupted["error"] == "Terminated: stopped by SIGTERM"
+    # The W&B run was finished, as failed (exit code 1), before the process ended.
+    (wandb_run,) = (run_dir / "wandb").glob(f"offline-run-*-{interrupted['wandb']['id']}")
+    summary = json.loads(subprocess.run(["wandb", "leet", "inspect", "--summary", "--json", str(wandb_run)],
+                                        capture_output=True, text=True, timeout=120, check=True).stdout)
+    assert summary["state"] == "failed" and summary["exit_code"] == 1
 
     # The rerun into the same folder goes on from the backup, with a few epochs left.
     epochs = backed_up + 3
@@ -107,9 +113,70 @@ def test_sigterm_is_recorded_as_interrupted_and_a_rerun_resumes(tmp_path):
     assert metrics["status"] == "completed" and "error" not in metrics
     assert metrics["resumed_from_epoch"] == backed_up and metrics["epochs_run"] == epochs
     # Each epoch once, in order: the rows before the backup were kept, none counted twice.
-    assert _history_epochs(run_dir) == list(range(epochs))
+    assert _history_epochs(run_dir) == list(range(1, epochs + 1))
     assert (run_dir / "model.keras").is_file() and not (run_dir / "backup").exists()
     assert not [p.name for p in run_dir.iterdir() if ".tmp" in p.name]
+
+
+def _wait_for_record(process: subprocess.Popen, run_dir: Path, timeout_s: float = 120) -> dict:
+    """The run's metrics.json as soon as there is one (it is written whole, when the run starts)."""
+    deadline = time.monotonic() + timeout_s
+    while not (run_dir / "metrics.json").is_file():
+        assert process.poll() is None, f"the run ended without a metrics.json:\n{process.stdout.read()[-3000:]}"
+        assert time.monotonic() < deadline, f"no metrics.json in {timeout_s}s"
+        time.sleep(0.02)
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+@pytest.mark.slow
+def test_a_killed_run_stays_running_reads_as_interrupted_and_a_rerun_finishes_it(tmp_path):
+    data = write_small_data(tmp_path / "data")
+    sweep_dir = tmp_path / "sweep"
+    run_dir = sweep_dir / "0"  # a job folder, so that kmexp-report reads the folder above as a sweep
+    # W&B offline (the default logger): metrics.json names the W&B run that the kill leaves unfinished.
+    common = [*files_overrides(data), "trainer.patience=100000", "trainer.backup_interval_s=0",
+              f"hydra.run.dir={run_dir}"]
+    process = _start_run([*common, "trainer.epochs=100000"], cwd=tmp_path)
+    try:
+        started = _wait_for_record(process, run_dir)
+        _wait_for_epochs(process, run_dir, 2)
+        process.send_signal(signal.SIGKILL)  # no handler runs, no finally: nothing more is written
+        process.communicate(timeout=60)  # waited for: the process is gone, not a zombie
+    finally:
+        process.kill()
+    assert process.returncode == -signal.SIGKILL
+    # Written at the start, before training: running, this process.
+    assert started["status"] == "running" and started["pid"] == process.pid and "error" not in started
+    wandb_run = started["wandb"]
+    assert wandb_run["mode"] == "offline" and Path(wandb_run["dir"]) == run_dir / "wandb"
+    assert len(list((run_dir / "wandb").glob(f"offline-run-*-{wandb_run['id']}"))) == 1
+    # The record stays as it was: running, with the dead process's pid.
+    left = json.loads((run_dir / "metrics.json").read_text())
+    assert left["status"] == "running" and left["pid"] == process.pid and left["wandb"] == wandb_run
+    assert not (run_dir / "model.keras").exists()
+    backed_up = json.loads((run_dir / "backup" / "latest.json").read_text())["epoch"]
+
+    # kmexp-report: the job did not complete, it was interrupted, and the line says how.
+    report = subprocess.run([sys.executable, "-m", "kmexp.report", str(sweep_dir)], capture_output=True, text=True,
+                            timeout=300)
+    assert report.returncode == 0, report.stderr[-3000:]
+    assert "1 jobs (0 completed, 1 did not complete)" in report.stdout
+    with open(sweep_dir / "results.csv", newline="", encoding="utf-8") as f:
+        (row,) = list(csv.DictReader(f))
+    assert row["status"] == "interrupted"
+    assert row["error"] == f"killed: process {process.pid} on {left['host']} ended without recording the end of the run"
+    assert "interrupted" in (sweep_dir / "report.md").read_text(encoding="utf-8")
+
+    # A rerun into the folder resumes from the backup and finishes, as a new W&B run.
+    epochs = backed_up + 2
+    rerun = subprocess.run([sys.executable, "-m", "kmexp", *common, f"trainer.epochs={epochs}"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and metrics["pid"] != process.pid
+    assert metrics["resumed_from_epoch"] == backed_up and metrics["epochs_run"] == epochs
+    assert _history_epochs(run_dir) == list(range(1, epochs + 1))
+    assert metrics["wandb"]["id"] != wandb_run["id"]
 
 
 # --- in-process: what a resume restores --------------------------------------------------------
@@ -169,6 +236,7 @@ def test_a_resumed_fit_ends_exactly_like_an_uninterrupted_one(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         _train(tmp_path / "resumed", "adam", epochs=6, interrupt_at=3)
     # Epoch 4 (index 3) reached history.csv but not the backup: the resume redoes it, once.
+    assert _history_epochs(tmp_path / "resumed") == [1, 2, 3, 4]
     assert json.loads((tmp_path / "resumed" / "backup" / "latest.json").read_text())["epoch"] == 3
     resumed, backup = _train(tmp_path / "resumed", "adam", epochs=6)
     assert backup.resumed_from == 3 and backup.epochs_done == 6
@@ -176,6 +244,7 @@ def test_a_resumed_fit_ends_exactly_like_an_uninterrupted_one(tmp_path):
     for a, b in zip(straight.get_weights(), resumed.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
     assert _rows(tmp_path / "straight" / "history.csv") == _rows(tmp_path / "resumed" / "history.csv")
+    assert _history_epochs(tmp_path / "resumed") == [1, 2, 3, 4, 5, 6]
     assert not (tmp_path / "resumed" / "backup").exists()
 
 
@@ -194,7 +263,7 @@ def test_lbfgs_resumes_from_the_backed_up_epoch(tmp_path):
     assert backup.resumed_from == 2
     # L-BFGS may stop early once converged; what ran continues the earlier epochs.
     epochs = [int(row["epoch"]) for row in _rows(tmp_path / "history.csv")]
-    assert epochs == list(range(len(epochs))) and len(epochs) > 2
+    assert epochs == list(range(1, len(epochs) + 1)) and len(epochs) > 2
 
 
 @pytest.mark.parametrize("change", ["layers", "optimizer"])

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +18,9 @@ from kmexp.runs import (
     atomic_write,
     completed_record,
     job_dirs,
+    history_row,
     keep_completed,
+    process_alive,
     read_history,
     save_model,
     write_json,
@@ -94,6 +99,47 @@ def test_history_columns_read_back_with_nan_for_gaps(tmp_path):
     assert columns["epoch"] == [1.0, 2.0] and columns["val_accuracy"] == [0.7, 0.8]
     assert columns["loss"][0] == 0.5 and columns["loss"][1] != columns["loss"][1]  # NaN
     assert read_history(tmp_path / "nowhere") == {}
+
+
+def test_history_row_is_one_epoch_counted_from_1(tmp_path):
+    (tmp_path / "history.csv").write_text("epoch,loss,val_loss\n1,0.5,0.7\n2,0.4,0.9\n", encoding="utf-8")
+    assert history_row(tmp_path, 1) == {"epoch": 1.0, "loss": 0.5, "val_loss": 0.7}
+    assert history_row(tmp_path, 3) == {} and history_row(tmp_path, None) == {}
+
+
+def _running_record(folder: Path, pid: int, host: str) -> Path:
+    folder.mkdir()
+    write_json(folder / METRICS_FILE, {"status": "running", "pid": pid, "host": host})
+    return folder
+
+
+def test_a_running_record_whose_process_is_gone_reads_as_interrupted(tmp_path):
+    here = socket.gethostname()
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                           check=True)
+    gone = int(ended.stdout)  # waited for: no process has this pid now (unless the system reused it since)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert process_alive(sleeper.pid) and not process_alive(os.getpid()) and not process_alive(0)
+        in_progress = RunRecord.read(_running_record(tmp_path / "alive", sleeper.pid, here))
+        assert in_progress.status == "running" and not in_progress.killed and in_progress.error is None
+        sleeper.kill()
+        sleeper.wait()
+        assert RunRecord.read(tmp_path / "alive").status == "interrupted"  # the same record, once the process is gone
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    killed = RunRecord.read(_running_record(tmp_path / "killed", gone, here))
+    assert killed.status == "interrupted" and not killed.completed
+    assert killed.error == f"killed: process {gone} on {here} ended without recording the end of the run"
+    # Reading changes nothing on disk: the file still says what the run last wrote.
+    assert json.loads((tmp_path / "killed" / METRICS_FILE).read_text())["status"] == "running"
+    # This process's own pid: an earlier process's record (a run here writes its end before anyone reads it).
+    assert RunRecord.read(_running_record(tmp_path / "mine", os.getpid(), here)).status == "interrupted"
+    # Another machine's process cannot be looked up: it stays running.
+    assert RunRecord.read(_running_record(tmp_path / "elsewhere", gone, f"not-{here}")).status == "running"
+    # A kept-on-resume decision never keeps it.
+    assert completed_record(tmp_path / "killed", []) is None
 
 
 def test_a_saved_model_is_a_keras_archive_that_loads_with_its_weights(tmp_path):

@@ -8,6 +8,8 @@ untouched, it points W&B at a dead port and guards Python's sockets.
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import json
 import os
 import shutil
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import files_overrides, only_run_dir, write_small_data
+from conftest import TOPICS, files_overrides, make_rows, only_run_dir, write_small_data, write_tsv
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -107,12 +109,35 @@ def sweep(tmp_path_factory) -> dict[str, Job]:
     data_dir = root / "multilingual_topic_classification_files_for_the_wandb_test"
     data_dir.mkdir()
     data = write_small_data(data_dir)
+    with _offline_at_a_dead_server():
+        common = [*files_overrides(data), "trainer.epochs=3"]
+        return {name: run_job(root / "sweep", name, [*common, *extra]) for name, extra in JOBS.items()}
+
+
+@pytest.fixture(scope="module")
+def stopped(tmp_path_factory) -> Job:
+    """A job that early stopping ends after its best epoch, so the last epoch's dev scores are not the saved model's."""
+    root = tmp_path_factory.mktemp("wandb_stopped")
+    data = write_small_data(root / "data")
+    # Dev labels partly wrong: the dev loss turns up after epoch 2 and early stopping restores that epoch.
+    data["dev"] = write_tsv(root / "data" / "dev_noisy.tsv", _mislabel_every_third(make_rows(10, seed=2)))
+    with _offline_at_a_dead_server():
+        return run_job(root, "0", [*files_overrides(data), "language=fr", "trainer.epochs=30", "trainer.patience=2"])
+
+
+@contextlib.contextmanager
+def _offline_at_a_dead_server():
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("WANDB_BASE_URL", DEAD_URL)
         for name in ("WANDB_MODE", "WANDB_API_KEY", *OFFLINE_VARIABLES):
             mp.delenv(name, raising=False)
-        common = [*files_overrides(data), "trainer.epochs=3"]
-        return {name: run_job(root / "sweep", name, [*common, *extra]) for name, extra in JOBS.items()}
+        yield
+
+
+def _mislabel_every_third(rows: list[dict]) -> list[dict]:
+    labels = sorted(TOPICS)
+    return [{**row, "label": labels[(labels.index(row["label"]) + 1) % len(labels)]} if i % 3 == 0 else row
+            for i, row in enumerate(rows)]
 
 
 def test_each_job_is_its_own_offline_run_in_its_folder(sweep):
@@ -120,6 +145,9 @@ def test_each_job_is_its_own_offline_run_in_its_folder(sweep):
     assert len(run_ids) == len(sweep)  # runs never merge across jobs of one process
     for job in sweep.values():
         assert job.wandb_run.parent == job.run_dir / "wandb"
+        # metrics.json names the run, from the start: id, mode and the folder of its files.
+        assert job.metrics["wandb"] == {"id": job.summary["run_id"], "mode": "offline", "dir": str(job.run_dir / "wandb")}
+        assert job.wandb_run.name.endswith(f"-{job.summary['run_id']}")
         assert job.first("run")["telemetry"]["feature"]["offline"] is True
         assert job.seconds < QUICK_S, job.seconds
 
@@ -170,6 +198,28 @@ def test_summary_holds_the_dev_and_test_metrics(sweep):
         for name in ("accuracy", "macro_f1"):
             assert job.summary["summary"][f"{split}/{name}"] == pytest.approx(job.metrics[split][name])
     assert job.summary["summary"]["objective"] == pytest.approx(job.metrics["objective"]["value"])
+
+
+def test_the_summary_holds_the_best_epoch_once_and_no_stale_last_epoch(stopped):
+    job = stopped
+    summary = job.summary["summary"]
+    assert job.metrics["best_epoch"] < job.metrics["epochs_run"] < 30  # early stopping restored an earlier epoch
+    with open(job.run_dir / "history.csv", newline="", encoding="utf-8") as f:
+        rows = {int(row["epoch"]): row for row in csv.DictReader(f)}
+    assert sorted(rows) == list(range(1, job.metrics["epochs_run"] + 1))  # from 1, like best_epoch and W&B
+    best, last = rows[job.metrics["best_epoch"]], rows[job.metrics["epochs_run"]]
+    assert float(best["val_loss"]) != float(last["val_loss"])
+    # The saved (best epoch's) dev scores, each under one name; the last epoch's values are in the history only.
+    assert summary["best_epoch"] == job.metrics["best_epoch"] and summary["epochs_run"] == job.metrics["epochs_run"]
+    assert summary["dev/loss"] == pytest.approx(float(best["val_loss"]))
+    for name in ("accuracy", "macro_f1"):
+        assert summary[f"dev/{name}"] == pytest.approx(float(best[f"val_{name}"]))
+        assert summary[f"dev/{name}"] == pytest.approx(job.metrics["dev"][name])
+        assert summary[f"test/{name}"] == pytest.approx(job.metrics["test"][name])
+    assert not {"epoch", "loss", "val_loss", "val_accuracy", "val_macro_f1"} & set(summary)
+    epochs = [item["item"] for item in job.all("history") if "epoch" in item["item"]]
+    assert [item["epoch"] for item in epochs] == sorted(rows)
+    assert epochs[-1]["val_loss"] == pytest.approx(float(last["val_loss"]))
 
 
 def test_per_class_tables_and_confusion_matrices(sweep):

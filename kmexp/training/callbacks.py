@@ -75,12 +75,13 @@ class EpochLogger(keras.callbacks.Callback):
 
 
 class HistoryCSV(keras.callbacks.Callback):
-    """``history.csv``: one row per epoch (``epoch`` from 0, then the sorted log keys), as Keras's CSVLogger writes it.
+    """``history.csv``: one row per epoch (``epoch``, then the sorted log keys), like Keras's CSVLogger.
 
-    Unlike CSVLogger it resumes: when training restarts at epoch k (restored from a
-    backup), the rows of epochs 0..k-1 are kept and any later row (written after the
-    last backup, before the interruption) is dropped, so each epoch appears once.
-    Every row is written and flushed whole.
+    Epochs count from 1, as in the console, W&B and ``best_epoch`` (CSVLogger counts
+    from 0). Unlike CSVLogger it resumes: when training restarts after k epochs
+    (restored from a backup), the rows of epochs 1..k are kept and any later row
+    (written after the last backup, before the interruption) is dropped, so each
+    epoch appears once. Every row is written and flushed whole.
     """
 
     def __init__(self, path: Path):
@@ -92,8 +93,8 @@ class HistoryCSV(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if self._file is None:
-            self._open(first_epoch=epoch, keys=sorted(logs))
-        self._writer.writerow([epoch, *(logs.get(key, "NA") for key in self._keys)])
+            self._open(epochs_done=epoch, keys=sorted(logs))
+        self._writer.writerow([epoch + 1, *(logs.get(key, "NA") for key in self._keys)])
         self._file.flush()
 
     def on_train_end(self, logs=None):
@@ -101,10 +102,10 @@ class HistoryCSV(keras.callbacks.Callback):
             self._file.close()
             self._file = None
 
-    def _open(self, first_epoch: int, keys: list[str]) -> None:
-        """Start the file over with the rows of the epochs before ``first_epoch``, then append."""
+    def _open(self, epochs_done: int, keys: list[str]) -> None:
+        """Start the file over with the rows of the first ``epochs_done`` epochs, then append."""
         self._keys = keys
-        kept = self._rows_before(first_epoch)
+        kept = self._rows_up_to(epochs_done)
         text = io.StringIO()
         writer = csv.writer(text, lineterminator="\n")
         writer.writerow(["epoch", *keys])
@@ -113,9 +114,9 @@ class HistoryCSV(keras.callbacks.Callback):
         self._file = open(self.path, "a", newline="", encoding="utf-8")
         self._writer = csv.writer(self._file, lineterminator="\n")
 
-    def _rows_before(self, first_epoch: int) -> list[list[str]]:
-        if first_epoch == 0 or not self.path.is_file():
+    def _rows_up_to(self, epochs_done: int) -> list[list[str]]:
+        if epochs_done == 0 or not self.path.is_file():
             return []
         with open(self.path, newline="", encoding="utf-8") as f:
             rows = list(csv.reader(f))[1:]
-        return [row for row in rows if row and row[0].isdigit() and int(row[0]) < first_epoch]
+        return [row for row in rows if row and row[0].isdigit() and int(row[0]) <= epochs_done]
