@@ -9,6 +9,7 @@ Every logger has the same five calls, made by the training program in order:
 - ``finish(status)`` exactly once, whatever happened.
 
 ``status`` is the run's ``metrics.json`` status: ``completed``, ``failed`` or ``interrupted``.
+``offline_run`` says where an offline W&B run is (None for the other loggers), for the end of a run.
 
 What a logger writes goes through ``kmexp.secrets`` first: the resolved config
 can hold a secret (``+note=${oc.env:MY_API_TOKEN}``), and so can the overrides.
@@ -37,6 +38,11 @@ class NullLogger:
 
     def __init__(self, run_dir: str):
         self.run_dir = Path(run_dir)
+
+    @property
+    def offline_run(self) -> Path | None:
+        """Where the run's offline W&B run is, for ``wandb sync``; None when there is none."""
+        return None
 
     def start(
         self, config: dict, *, choices: Mapping[str, str], overrides: Sequence[str], group: str | None
@@ -135,11 +141,17 @@ class WandbLogger(NullLogger):
         self._starting: Future | None = None  # the offline run's start, while it runs in the background
         self._pending: list[tuple[int, dict]] = []  # epochs logged before the run was ready
         self._scope = contextlib.ExitStack()
+        self._offline_run: Path | None = None
 
     @property
     def wandb_dir(self) -> Path:
         """W&B writes ``<run_dir>/wandb/<offline-run-...>``; ``wandb sync`` takes those folders."""
         return self.run_dir / "wandb"
+
+    @property
+    def offline_run(self) -> Path | None:
+        """``<run_dir>/wandb/offline-run-<time>-<id>``, once an offline run has started (``run.dir`` is its ``files``)."""
+        return self._offline_run
 
     def start(
         self, config: dict, *, choices: Mapping[str, str], overrides: Sequence[str], group: str | None
@@ -192,6 +204,8 @@ class WandbLogger(NullLogger):
         if self._starting is not None:
             starting, self._starting = self._starting, None
             self.run = starting.result()  # a failed start raises its error here
+        if self.mode == "offline" and self._offline_run is None:
+            self._offline_run = Path(self.run.dir).parent
         for epoch, logs in self._pending:
             self.run.log({"epoch": epoch, **logs}, step=epoch)
         self._pending.clear()
