@@ -136,7 +136,7 @@ class RunRecord:
     epochs_run: int | None = None  # counted from epoch 1, a resumed run's earlier epochs included
     resumed_from_epoch: int | None = None
     best_epoch: int | None = None  # from 1; the epoch whose weights were restored and saved
-    stop_reason: str | None = None  # why training stopped, as the run's end says it (None: it failed)
+    stop_reason: str | None = None  # why training stopped, as the run's end says it (None: the run failed)
     data: dict = field(default_factory=dict)  # provenance: files and their sha256, sizes, overlap
     seconds: dict = field(default_factory=dict)  # total, and its phases: prepare, train, save, evaluate
     device: dict | None = None
@@ -165,12 +165,13 @@ class RunRecord:
         return {name: value for name, value in {"dev": self.dev, "test": self.test}[split].items() if isinstance(value, float)}
 
     def to_json(self) -> dict:
-        """The JSON object, in field order; ``error``, ``embedding_cache``, ``wandb_run`` and ``kept_on_resume`` only when set."""
+        """The JSON object, in field order; ``stop_reason``, ``error``, ``embedding_cache``, ``wandb_run`` and
+        ``kept_on_resume`` only when set (a record written before a key existed reads back unchanged)."""
         payload = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
         payload["objective"] = None if self.objective is None else dataclasses.asdict(self.objective)
         if self.objective is None:
             del payload["objective"]
-        for optional in ("error", "embedding_cache", "wandb_run"):
+        for optional in ("stop_reason", "error", "embedding_cache", "wandb_run"):
             if payload[optional] is None:
                 del payload[optional]
         if not self.kept_on_resume:
