@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import difflib
 import gc
 import logging
 import os
-import signal
+import shlex
 import string
 import sys
 import traceback
@@ -36,13 +37,15 @@ from omegaconf.errors import OmegaConfBaseException
 
 from kmexp.config import register_configs
 from kmexp.errors import KmexpError
-from kmexp.paths import config_dir, group_options
+from kmexp.paths import config_dir, group_options, is_option, option_names
 from kmexp.provenance import versions
-from kmexp.report.summary import summary_table
+from kmexp.report.summary import end_lines, shown_path, summary_table
 from kmexp.runs import completed_record, experiment_overrides, keep_completed
 from kmexp.secrets import Secrets, redact_log_records
 from kmexp.sweep import sweep_group
+from kmexp.tf_logs import start_tensorflow
 from kmexp.train import train
+from kmexp.training.signals import interrupting_signal, interruption
 
 log = logging.getLogger("kmexp")
 
@@ -52,6 +55,9 @@ HELP_FLAGS = ("--help", "-h")
 VERSIONS = (("kmexp", "kmexp"), ("tensorflow", "tensorflow"), ("keras", "keras"), ("hydra", "hydra-core"))
 # Groups that kmexp picks for itself (specialisations, Hydra's own): not listed in --help.
 INTERNAL_GROUPS = ("hydra", "encoder_training", "language_encoder")
+# An unknown option's closest options: at most this many, at least this similar (difflib's ratio).
+MAX_SUGGESTIONS = 3
+SUGGESTION_CUTOFF = 0.6
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
@@ -65,10 +71,20 @@ def run(cfg: DictConfig) -> float:
     try:
         record = train(cfg, run_dir, overrides, choices=_choices(hydra_cfg))
     except Exception as err:
-        log.error("%s", error_line(err))  # into kmexp.log too
-        raise RunFailed(err) from err
-    print(Secrets.from_environ().text(summary_table(record)))
+        _log_to_file(error_line(err))  # the console shows it once: main's last line
+        raise RunFailed(err, run_dir) from err
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (kmexp.training.signals.Terminated): train() recorded it
+        raise RunFailed(stop, run_dir) from stop
+    print(Secrets.from_environ().text(f"{summary_table(record)}\n{end_lines(record, run_dir)}"))
     return record.objective.value
+
+
+def _log_to_file(line: str) -> None:
+    """Write an error line into the run's log file (``kmexp.log``) only, not through Hydra's console handler."""
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "%s", (line,), None)  # redacted (kmexp.secrets)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler) and record.levelno >= handler.level:
+            handler.handle(record)
 
 
 def _sweep_job(cfg: DictConfig, hydra_cfg: DictConfig, run_dir: Path, overrides: list[str]) -> float | None:
@@ -81,7 +97,8 @@ def _sweep_job(cfg: DictConfig, hydra_cfg: DictConfig, run_dir: Path, overrides:
     # A sweep runs many jobs in one process (basic launcher, a joblib worker, optuna): each starts from a
     # blank Keras state (layer-name counters, global settings), as a single run does. train() itself frees
     # what TensorFlow would keep of the last job (benchmarks/results/sweep_memory.md).
-    import keras  # TensorFlow loads here rather than with the CLI: this job is about to train anyway
+    start_tensorflow()  # TensorFlow loads here rather than with the CLI: this job is about to train anyway
+    import keras
 
     keras.backend.clear_session()  # also a full garbage collection: the last job's cycles are freed here
     _return_freed_memory()
@@ -115,13 +132,17 @@ def _return_freed_memory() -> None:
         trim(0)
 
 
-def _choices(hydra_cfg: DictConfig) -> dict[str, str]:
-    """The option picked in each of kmexp's config groups (Hydra's own groups left out)."""
-    return {group: str(option) for group, option in hydra_cfg.runtime.choices.items() if not group.startswith("hydra/")}
+def _choices(hydra_cfg: DictConfig) -> dict[str, str | None]:
+    """The option picked in each of kmexp's config groups (Hydra's own groups left out); None where none is."""
+    return {
+        group: None if option is None else str(option)
+        for group, option in hydra_cfg.runtime.choices.items()
+        if not group.startswith("hydra/")
+    }
 
 
 class RunFailed(BaseException):
-    """A single run's error, carried past Hydra to ``main``.
+    """A single run's error or interruption, carried past Hydra to ``main`` with the run folder.
 
     Hydra catches a job's ``Exception`` and, before raising it again, writes
     "Error executing job with overrides: [...]" to stderr: noise, and the raw
@@ -129,9 +150,10 @@ class RunFailed(BaseException):
     Hydra untouched, as ``sys.exit`` does.
     """
 
-    def __init__(self, error: Exception):
+    def __init__(self, error: BaseException, run_dir: Path):
         super().__init__(error)
         self.error = error
+        self.run_dir = run_dir
 
 
 def main() -> None:
@@ -148,9 +170,11 @@ def main() -> None:
         with _hydra_passes_errors_on():
             run()
     except RunFailed as failed:
+        if isinstance(failed.error, KeyboardInterrupt):
+            _exit_interrupted(failed.error, failed.run_dir)
         _exit_with(failed.error, show_traceback)
-    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (kmexp.training.signals.Terminated): train() recorded it
-        _exit_interrupted(stop)
+    except KeyboardInterrupt as stop:  # a sweep's: each job's metrics.json records it
+        _exit_interrupted(stop, None)
     except Exception as err:  # raised by Hydra itself: composing the config, parsing an override
         _exit_with(err, show_traceback)
 
@@ -181,16 +205,20 @@ def _exit_with(err: Exception, show_traceback: bool) -> NoReturn:
     sys.exit(1)
 
 
-def _exit_interrupted(stop: KeyboardInterrupt) -> NoReturn:
-    """One line on what was stopped and how to go on; the shell's exit status for the signal (130, 143)."""
-    signum = getattr(stop, "signum", signal.SIGINT)
+def _exit_interrupted(stop: KeyboardInterrupt, run_dir: Path | None) -> NoReturn:
+    """One line on what was stopped and how to go on; the shell's exit status for the signal (130, 143).
+
+    A single run names its folder: a rerun into it resumes from its last backup.
+    """
+    folder = "the same hydra.run.dir" if run_dir is None else f"hydra.run.dir={shlex.quote(shown_path(run_dir))}"
     print(
-        f"kmexp: interrupted by {signal.Signals(signum).name}: metrics.json says status: interrupted; "
-        "rerun with the same hydra.run.dir to resume from the last epoch",
+        Secrets.from_environ().text(
+            f"kmexp: {interruption(stop)}: metrics.json says status: interrupted; rerun with {folder} to resume"
+        ),
         file=sys.stderr,
         flush=True,
     )
-    sys.exit(128 + signum)
+    sys.exit(128 + interrupting_signal(stop))
 
 
 @contextlib.contextmanager
@@ -240,11 +268,34 @@ def error_line(err: BaseException) -> str:
 
 
 def _missing_config_line(err: MissingConfigException) -> str:
-    """An unknown group option (``loss=nope``), with the options there are."""
+    """An unknown group option: the closest options (``language=french``: did you mean fr (French)?), else all.
+
+    Only the options users pick are named, never a group's shared parts (``_common``).
+    """
     line = _lines(str(err))[0]
-    if err.options is None or len(err.options) == 0:
+    options = [option for option in err.options or [] if is_option(option)]
+    if len(options) == 0:
         return line
-    return f"{line}; available options: {', '.join(err.options)}"
+    group, _, value = (err.missing_cfg_file or "").rpartition("/")
+    close = _closest_options(value, options, option_names(group))
+    if len(close) > 0:
+        return f"{line}; did you mean {' or '.join(close)}?"
+    return f"{line}; available options: {', '.join(options)}"
+
+
+def _closest_options(value: str, options: list[str], names: dict[str, str]) -> list[str]:
+    """The options closest to ``value``, by their own spelling or by the name they give themselves (``French``).
+
+    Case is ignored; a name matches by itself or by its first word (``Chinese (Simplified)``: chinese).
+    """
+    spellings: dict[str, list[str]] = {}
+    for option in options:
+        spellings.setdefault(option.lower(), []).append(option)
+    for option, name in names.items():
+        for spelling in (name.lower(), name.lower().split(" (")[0]):
+            spellings.setdefault(spelling, []).append(f"{option} ({name.replace(' (', ', ').rstrip(')')})")
+    matches = difflib.get_close_matches(value.lower(), list(spellings), n=MAX_SUGGESTIONS, cutoff=SUGGESTION_CUTOFF)
+    return list(dict.fromkeys(shown for match in matches for shown in spellings[match]))[:MAX_SUGGESTIONS]
 
 
 def _hydra_line(err: HydraException) -> str:

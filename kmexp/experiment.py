@@ -34,7 +34,7 @@ from kmexp.features import PREPROCESS_BATCH, Features, is_frozen
 from kmexp.metrics import classification_report
 from kmexp.network import export_model
 from kmexp.runs import BACKUP_DIR, HISTORY_FILE, MODEL_FILE, Objective, save_model
-from kmexp.training.callbacks import DevScores, EpochLogger, HistoryCSV, StopOnNonFiniteLoss
+from kmexp.training.callbacks import DevScores, EpochLogger, HistoryCSV, StopOnNonFiniteLoss, StopReason
 from kmexp.training.loops import fit
 from kmexp.training.resume import TrainingBackup
 
@@ -82,13 +82,15 @@ def _experiment(cfg: DictConfig, run_dir: Path, logger) -> dict:
     early_stopping = _early_stopping(cfg.trainer, objective)
     # A rerun into this run folder resumes from the backup of the last finished epoch.
     backup = TrainingBackup(run_dir / BACKUP_DIR, early_stopping, cfg.trainer.backup_interval_s)
+    stop = StopReason(early_stopping, backup, cfg.trainer.epochs)
     callbacks = [
         DevScores(dev_features, dev_targets, loss, metrics),
         StopOnNonFiniteLoss(),  # before the backup: a NaN epoch is never backed up
         early_stopping,
         HistoryCSV(run_dir / HISTORY_FILE),
         EpochLogger(logger, cfg.trainer.epochs),
-        backup,  # last: it restores early stopping's state after EarlyStopping resets it
+        backup,  # it restores early stopping's state after EarlyStopping resets it
+        stop,
     ]
     train_started = time.perf_counter()
     prepare_seconds = train_started - started
@@ -124,6 +126,7 @@ def _experiment(cfg: DictConfig, run_dir: Path, logger) -> dict:
         "epochs_run": backup.epochs_done,
         "resumed_from_epoch": backup.resumed_from,
         "best_epoch": early_stopping.best_epoch + 1,
+        "stop_reason": stop.reason,
         "data": {**splits.info, "sizes": {name: len(getattr(splits, name).texts) for name in ("train", "dev", "test")}},
         "seconds": {name: round(value, 3) for name, value in seconds.items()},
         # After training, so that it holds the peak GPU memory of the run (benchmarks/gpu_check.sh prints it).

@@ -10,7 +10,8 @@ Every logger has the same five calls, made by the training program in order:
 
 ``status`` is the run's ``metrics.json`` status: ``completed``, ``failed`` or ``interrupted``.
 ``wandb_run`` says, before ``start``, which W&B run the logger will write (None when it
-writes none), so that ``metrics.json`` names it from the moment the run starts.
+writes none), so that ``metrics.json`` names it from the moment the run starts; once an
+offline run has started, it also names the run's own folder, what ``wandb sync`` takes.
 
 What a logger writes goes through ``kmexp.secrets`` first: the resolved config
 can hold a secret (``+note=${oc.env:MY_API_TOKEN}``), and so can the overrides.
@@ -144,6 +145,7 @@ class WandbLogger(NullLogger):
         self._pending: list[tuple[int, dict]] = []  # epochs logged before the run was ready
         self._epoch_keys: set[str] = set()  # the keys logged per epoch (kept out of the summary)
         self._scope = contextlib.ExitStack()
+        self._offline_run: Path | None = None  # <wandb_dir>/offline-run-<time>-<id>, once started
         # Chosen here rather than by wandb.init, so that metrics.json names the run before it starts:
         # a run killed outright (SIGKILL) can still be matched with its W&B files. W&B's own ids are
         # 8 characters of [a-z0-9] too.
@@ -151,10 +153,13 @@ class WandbLogger(NullLogger):
 
     @property
     def wandb_run(self) -> dict | None:
-        """The run's id, mode and the folder of its files (offline: ``<folder>/offline-run-<time>-<id>``)."""
+        """The run's id, mode and the folder of its files; ``sync``: the offline run's own folder, once started."""
         if self.mode == "disabled":
             return None
-        return {"id": self.run_id, "mode": self.mode, "dir": str(self.wandb_dir)}
+        run = {"id": self.run_id, "mode": self.mode, "dir": str(self.wandb_dir)}
+        if self._offline_run is not None:
+            run["sync"] = str(self._offline_run)
+        return run
 
     @property
     def wandb_dir(self) -> Path:
@@ -213,6 +218,8 @@ class WandbLogger(NullLogger):
         if self._starting is not None:
             starting, self._starting = self._starting, None
             self.run = starting.result()  # a failed start raises its error here
+        if self.mode == "offline" and self._offline_run is None:
+            self._offline_run = Path(self.run.dir).parent
         for epoch, logs in self._pending:
             row = {"epoch": epoch, **logs}
             self._keep_out_of_summary(row)

@@ -127,7 +127,7 @@ class RunRecord:
     language: dict = field(default_factory=dict)  # the resolved language preset (tag, code, script, ...)
     seed: int | None = None
     overrides: list[str] = field(default_factory=list)  # the job's command-line overrides (secrets redacted)
-    choices: dict[str, str] = field(default_factory=dict)  # the option picked in each config group
+    choices: dict[str, str | None] = field(default_factory=dict)  # the option picked in each config group (None: none)
     group: str | None = None  # the sweep's id; None for a single run
     versions: dict = field(default_factory=dict)
     git: dict | None = None
@@ -141,11 +141,14 @@ class RunRecord:
     epochs_run: int | None = None  # counted from epoch 1, a resumed run's earlier epochs included
     resumed_from_epoch: int | None = None
     best_epoch: int | None = None  # from 1; the epoch whose weights were restored and saved
+    stop_reason: str | None = None  # why training stopped, as the run's end says it (None: the run failed)
     data: dict = field(default_factory=dict)  # provenance: files and their sha256, sizes, overlap
     seconds: dict = field(default_factory=dict)  # total, and its phases: prepare, train, save, evaluate
     device: dict | None = None
     embedding_cache: dict | None = None  # a frozen pretrained encoder's cache: dir, hits, misses (splits)
-    wandb: dict | None = None  # the job's W&B run: id, mode, dir (its files); None without W&B
+    # The job's W&B run: id, mode, dir (its files) and, once an offline run started, sync (the folder
+    # `wandb sync` takes); None without W&B.
+    wandb: dict | None = None
     error: str | None = None  # why the run did not complete
     kept_on_resume: bool = False  # a resumed sweep kept this completed job instead of rerunning it
     extra: dict = field(default_factory=dict)  # keys this version does not know, kept as they were
@@ -182,12 +185,13 @@ class RunRecord:
         return {name: value for name, value in {"dev": self.dev, "test": self.test}[split].items() if isinstance(value, float)}
 
     def to_json(self) -> dict:
-        """The JSON object, in field order; ``error``, ``embedding_cache``, ``wandb`` and ``kept_on_resume`` only when set."""
+        """The JSON object, in field order; ``stop_reason``, ``error``, ``embedding_cache``, ``wandb`` and
+        ``kept_on_resume`` only when set (a record written before a key existed reads back unchanged)."""
         payload = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
         payload["objective"] = None if self.objective is None else dataclasses.asdict(self.objective)
         if self.objective is None:
             del payload["objective"]
-        for optional in ("error", "embedding_cache", "wandb"):
+        for optional in ("stop_reason", "error", "embedding_cache", "wandb"):
             if payload[optional] is None:
                 del payload[optional]
         if not self.kept_on_resume:

@@ -25,7 +25,8 @@ from kmexp.config.validation import validate
 from kmexp.provenance import git_commit, versions, where
 from kmexp.runs import MODEL_FILE, RunRecord, history_row
 from kmexp.secrets import Secrets
-from kmexp.training.signals import stop_on_sigterm
+from kmexp.tf_logs import start_tensorflow
+from kmexp.training.signals import interruption, stop_on_sigterm
 
 
 def train(
@@ -66,17 +67,21 @@ def train(
             config = OmegaConf.to_container(cfg, resolve=True)
             logger.start(config, choices=record.choices, overrides=record.overrides, group=group)
             validate(cfg)
-            from kmexp import experiment  # TensorFlow loads here, once the config is known to be good
+            start_tensorflow()  # TensorFlow loads here, once the config is known to be good
+            from kmexp import experiment
 
             record = dataclasses.replace(record, **experiment.run(cfg, run_dir, logger))
             # Logged before "completed": a job whose results could not be logged is not reported as done.
             logger.log_summary(_summary(record, run_dir))
             logger.log_evaluation(record.labels, {"dev": record.dev, "test": record.test}, run_dir / MODEL_FILE)
+            record.wandb = logger.wandb_run  # now with the offline run's own folder, for `wandb sync`
             record.status = "completed"
     except BaseException as err:
         # Record why the run ended before passing the error on: nothing is lost.
         record.status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
         record.error = _one_line(err)
+        if isinstance(err, KeyboardInterrupt):
+            record.stop_reason = interruption(err)
         raise
     finally:
         record.seconds = {**record.seconds, "total": round(time.perf_counter() - started, 3)}

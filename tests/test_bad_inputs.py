@@ -42,6 +42,10 @@ FAILING = {
     "unknown_key": ({}, ["trainer.epoch=3"], ["trainer.epoch", "+trainer.epoch=3"]),
     "wrong_type": ({}, ["trainer.epochs=ten"], ["trainer.epochs", "ten"]),
     "unknown_option": ({}, ["loss=nope"], ["loss/nope", "crossentropy, focal, label_smoothing, mse, squared_hinge"]),
+    "option_by_name": ({}, ["language=french"], ["language/french", "; did you mean fr (French)?"]),
+    "option_misspelt": ({}, ["encoder=charngram"], ["encoder/charngram", "; did you mean char_ngram?"]),
+    # Nothing close: every option users pick, never a shared part (conf/device/_common.yaml).
+    "option_far_off": ({}, ["device=xyz"], ["device/xyz", "; available options: auto, cpu, gpu, multi_gpu, multi_worker, tpu"]),
     # Data files.
     "missing_file": ({"train": "nope.tsv"}, [], ["data.train", "nope.tsv", "not found"]),
     "no_text_column": ({"train": "train.csv"}, [], ["train.csv", "'text'", "columns found: ['sentence', 'label']"]),
@@ -160,7 +164,7 @@ def test_error_line_puts_each_kind_of_error_on_one_line():
     message = "model.dropout=1.5 is not allowed: it must be in [0, 1)"
     assert error_line(ConfigError(message)) == message
     missing = MissingConfigException("In 'config': Could not find 'loss/nope'\n\nAvailable options in 'loss':\n\tmse",
-                                     "loss/nope", ["focal", "mse"])
+                                     "loss/nope", ["_common", "focal", "mse"])
     assert error_line(missing) == "In 'config': Could not find 'loss/nope'; available options: focal, mse"
     assert error_line(OverrideParseException("a=[1", "no viable alternative\nSee https://hydra.cc")) == (
         "cannot parse the override 'a=[1': no viable alternative"

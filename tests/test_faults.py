@@ -27,7 +27,7 @@ from kmexp.data.splits import Split, make_splits
 from kmexp.errors import ConfigError
 from kmexp.optim import LBFGS
 from kmexp.runs import save_model
-from kmexp.training.callbacks import HistoryCSV, NonFiniteLoss, StopOnNonFiniteLoss
+from kmexp.training.callbacks import HistoryCSV, NonFiniteLoss, StopOnNonFiniteLoss, StopReason
 from kmexp.training.loops import fit
 from kmexp.training.resume import TrainingBackup
 
@@ -76,9 +76,14 @@ def _kill_mid_training(tmp_path: Path, signum: int, logger: str = "none") -> tup
     # The shell's convention for a signal: 128 + its number (130 for SIGINT, 143 for SIGTERM), and one line.
     assert process.returncode == 128 + signum, output[-3000:]
     assert "Traceback" not in output
-    assert output.strip().splitlines()[-1].startswith(f"kmexp: interrupted by {signal.Signals(signum).name}")
+    name = signal.Signals(signum).name
+    # The line names the run folder to rerun into, as typed from where the run started.
+    assert output.strip().splitlines()[-1] == (
+        f"kmexp: interrupted by {name}: metrics.json says status: interrupted; rerun with hydra.run.dir=run to resume"
+    )
     metrics = json.loads((run_dir / "metrics.json").read_text())  # whole JSON
     assert metrics["status"] == "interrupted", metrics.get("error")
+    assert metrics["stop_reason"] == f"interrupted by {name}"
     assert not (run_dir / "model.keras").exists()
     done = _history_epochs(run_dir)
     assert done == list(range(1, len(done) + 1)) and len(done) >= 2  # from 1, like best_epoch
@@ -112,6 +117,8 @@ def test_sigterm_is_recorded_as_interrupted_and_a_rerun_resumes(tmp_path):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["status"] == "completed" and "error" not in metrics
     assert metrics["resumed_from_epoch"] == backed_up and metrics["epochs_run"] == epochs
+    assert metrics["stop_reason"].startswith(f"resumed after epoch {backed_up}; all {epochs} epochs ran; ")
+    assert metrics["stop_reason"] in rerun.stdout.splitlines()
     # Each epoch once, in order: the rows before the backup were kept, none counted twice.
     assert _history_epochs(run_dir) == list(range(1, epochs + 1))
     assert (run_dir / "model.keras").is_file() and not (run_dir / "backup").exists()
@@ -209,21 +216,22 @@ def _network():
 
 
 def _train(run_dir: Path, optimizer: str, epochs: int, interrupt_at: int | None = None, loss=None,
-           backup_interval_s: float = 0):
-    """Train through kmexp.training with the callbacks train() uses for resuming; return the network and the backup."""
+           backup_interval_s: float = 0, tolerance_grad: float = 1e-7):
+    """Train through kmexp.training with the callbacks train() uses; return the network, the backup and why it stopped."""
     run_dir.mkdir(parents=True, exist_ok=True)  # train() gets its run folder from Hydra
     features, targets = _problem()
     network = _network()
     early_stopping = keras.callbacks.EarlyStopping(monitor="loss", patience=2, restore_best_weights=True)
     backup = TrainingBackup(run_dir / "backup", early_stopping, backup_interval_s)
+    stop = StopReason(early_stopping, backup, epochs)
     callbacks = [StopOnNonFiniteLoss(), early_stopping, HistoryCSV(run_dir / "history.csv")]
     if interrupt_at is not None:
         callbacks.append(_InterruptAt(interrupt_at))
     trainer = OmegaConf.create({"epochs": epochs, "batch_size": 16, "steps_per_execution": 1})
-    opt = LBFGS(iterations_per_epoch=2) if optimizer == "lbfgs" else keras.optimizers.Adam(0.01)
+    opt = LBFGS(iterations_per_epoch=2, tolerance_grad=tolerance_grad) if optimizer == "lbfgs" else keras.optimizers.Adam(0.01)
     loss = loss or keras.losses.CategoricalCrossentropy()
-    fit(network, opt, loss, features, targets, trainer, 0, [*callbacks, backup], jit_compile=False)
-    return network, backup
+    fit(network, opt, loss, features, targets, trainer, 0, [*callbacks, backup, stop], jit_compile=False)
+    return network, backup, stop.reason
 
 
 def _rows(path: Path) -> list[dict]:
@@ -232,13 +240,13 @@ def _rows(path: Path) -> list[dict]:
 
 
 def test_a_resumed_fit_ends_exactly_like_an_uninterrupted_one(tmp_path):
-    straight, _ = _train(tmp_path / "straight", "adam", epochs=6)
+    straight, _, _ = _train(tmp_path / "straight", "adam", epochs=6)
     with pytest.raises(KeyboardInterrupt):
         _train(tmp_path / "resumed", "adam", epochs=6, interrupt_at=3)
     # Epoch 4 (index 3) reached history.csv but not the backup: the resume redoes it, once.
     assert _history_epochs(tmp_path / "resumed") == [1, 2, 3, 4]
     assert json.loads((tmp_path / "resumed" / "backup" / "latest.json").read_text())["epoch"] == 3
-    resumed, backup = _train(tmp_path / "resumed", "adam", epochs=6)
+    resumed, backup, _ = _train(tmp_path / "resumed", "adam", epochs=6)
     assert backup.resumed_from == 3 and backup.epochs_done == 6
     # Weights, optimizer state, shuffling and early stopping's best weights all restored.
     for a, b in zip(straight.get_weights(), resumed.get_weights(), strict=True):
@@ -252,18 +260,36 @@ def test_backups_wait_for_their_interval_and_a_run_killed_before_the_first_start
     with pytest.raises(KeyboardInterrupt):
         _train(tmp_path, "adam", epochs=6, interrupt_at=3, backup_interval_s=3600)
     assert not (tmp_path / "backup" / "latest.json").exists()
-    _, backup = _train(tmp_path, "adam", epochs=6, backup_interval_s=3600)
+    _, backup, _ = _train(tmp_path, "adam", epochs=6, backup_interval_s=3600)
     assert backup.resumed_from is None and backup.epochs_done == 6
 
 
 def test_lbfgs_resumes_from_the_backed_up_epoch(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         _train(tmp_path, "lbfgs", epochs=5, interrupt_at=2)
-    _, backup = _train(tmp_path, "lbfgs", epochs=5)
+    _, backup, _ = _train(tmp_path, "lbfgs", epochs=5)
     assert backup.resumed_from == 2
     # L-BFGS may stop early once converged; what ran continues the earlier epochs.
     epochs = [int(row["epoch"]) for row in _rows(tmp_path / "history.csv")]
     assert epochs == list(range(1, len(epochs) + 1)) and len(epochs) > 2
+
+
+def test_the_stop_reason_says_why_training_ended(tmp_path):
+    # Adam on a loss that keeps falling: every epoch runs, and the last is the best.
+    assert _train(tmp_path / "all", "adam", epochs=4)[2] == "all 4 epochs ran; the last epoch was the best"
+    # A loss that is always 0 never improves on epoch 1: patience (2) runs out at epoch 3.
+    assert _train(tmp_path / "flat", "adam", epochs=10, loss=lambda y_true, y_pred: 0.0 * keras.ops.mean(y_pred))[2] == (
+        "early stop at epoch 3: loss did not improve for 2 epochs; best epoch 1 restored"
+    )
+    # L-BFGS's own stopping rule: every gradient entry is below tolerance_grad from the start.
+    assert _train(tmp_path / "lbfgs", "lbfgs", epochs=10, tolerance_grad=100.0)[2] == (
+        "L-BFGS converged at epoch 1; the last epoch was the best"
+    )
+    with pytest.raises(KeyboardInterrupt):
+        _train(tmp_path / "resumed", "adam", epochs=6, interrupt_at=3)
+    assert _train(tmp_path / "resumed", "adam", epochs=6)[2] == (
+        "resumed after epoch 3; all 6 epochs ran; the last epoch was the best"
+    )
 
 
 @pytest.mark.parametrize("change", ["layers", "optimizer"])

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import files_overrides, only_run_dir, run_cli, write_small_data
 
 METRIC_KEYS = {"accuracy", "macro_f1", "per_class", "confusion_matrix"}
+# TensorFlow's C++ log lines (absl), as they start: its notice before InitializeLog, or I/W/E/F + date.
+TF_LOG_LINE = re.compile(r"^(WARNING: All log messages before absl::InitializeLog\(\)|[IWEF]\d{4} \d\d:)")
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +64,82 @@ def test_run_writes_history_and_prints_a_summary(finished_run):
     assert len(rows) == metrics["epochs_run"]
     assert {"epoch", "loss", "val_loss", "val_macro_f1", "val_accuracy"} <= set(rows[0])
     assert "<- objective" in result.stdout and "macro_f1" in result.stdout
+
+
+def test_the_end_of_a_run_says_why_it_stopped_and_where_its_wandb_run_and_folder_are(finished_run):
+    result, run_dir, metrics = finished_run
+    cwd = run_dir.parents[3]  # <cwd>/outputs/runs/<date>/<time>
+    *_, reason, wandb_line, sync_line, folder_line = result.stdout.strip().splitlines()
+    # Why training stopped: the console and metrics.json say the same, and it fits the epochs recorded.
+    assert reason == metrics["stop_reason"]
+    epochs, best = metrics["epochs_run"], metrics["best_epoch"]
+    kept = "the last epoch was the best" if best == epochs else f"best epoch {best} restored"
+    early = rf"early stop at epoch {epochs}: dev loss did not improve for \d+ epochs?"
+    ended = early if epochs < 8 else f"({early}|all 8 epochs ran)"  # patience can also run out at the last epoch
+    assert re.fullmatch(f"{ended}; {kept}", reason), reason
+    # The offline W&B run, and the command that uploads it.
+    offline = re.fullmatch(r"W&B offline run: (\S+)", wandb_line).group(1)
+    assert sync_line == f"upload it with: wandb sync {offline}"
+    assert (cwd / offline).resolve() == Path(metrics["wandb"]["sync"]) == run_dir.resolve() / "wandb" / Path(offline).name
+    assert len(list((cwd / offline).glob("*.wandb"))) == 1
+    # The run folder comes last, with the run's total time.
+    assert folder_line == f"run folder: {run_dir.relative_to(cwd)} ({metrics['seconds']['total']:.1f}s in all)"
+
+
+def test_no_tensorflow_log_line_reaches_the_console(finished_run):
+    result, _, _ = finished_run
+    assert not [line for line in result.stderr.splitlines() if TF_LOG_LINE.match(line)], result.stderr[-3000:]
+
+
+def test_choices_record_no_search_as_null(finished_run):
+    _, _, metrics = finished_run
+    assert metrics["choices"]["hparams_search"] is None
+    assert metrics["choices"]["optimizer"] == "adam" and metrics["choices"]["language"] == "fr"
+
+
+def test_an_early_stop_is_said_and_tensorflow_logs_come_back_when_asked(small_data, tmp_path):
+    # Patience 1 on dev accuracy: the first epoch that does not beat the best one stops training.
+    overrides = [*files_overrides(small_data), "logger=none", "trainer.monitor=objective", "trainer.patience=1",
+                 "trainer.epochs=40"]
+    result = run_cli(overrides, cwd=tmp_path, env={"KMEXP_TF_LOGS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((only_run_dir(tmp_path / "outputs") / "metrics.json").read_text())
+    epochs, best = metrics["epochs_run"], metrics["best_epoch"]
+    assert epochs < 40 and metrics["stop_reason"] == (
+        f"early stop at epoch {epochs}: dev accuracy did not improve for 1 epoch; best epoch {best} restored"
+    )
+    lines = result.stdout.strip().splitlines()
+    assert lines[-2] == metrics["stop_reason"] and lines[-1].startswith("run folder: outputs/runs/")
+    assert "W&B" not in result.stdout  # logger=none
+    # KMEXP_TF_LOGS=1: stderr as TensorFlow writes it, its start-up lines included (no GPU here: cuInit fails).
+    shown = [line for line in result.stderr.splitlines() if TF_LOG_LINE.match(line)]
+    assert any("absl::InitializeLog()" in line for line in shown) and any("cuInit" in line for line in shown), shown
+
+
+def test_real_errors_pass_the_start_up_filter(tmp_path):
+    """What fd 2 gets while TensorFlow starts: the known start-up lines are dropped, anything else is shown in order."""
+    written = [
+        "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
+        "I0000 00:00:1795859458.704675    2349 port.cc:153] oneDNN custom operations are on.",
+        "E0000 00:00:1795859463.332391    2349 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error",
+        "E0000 00:00:1795859463.332391    2349 some_kernel.cc:7] a real error",
+        "F1128 09:58:23.826000    2349 other.cc:9] a fatal one",
+        "a plain line from a library",
+    ]
+    data = "".join(f"{line}\n" for line in written).encode()
+    script = textwrap.dedent(
+        f"""
+        import os, sys
+        from kmexp.tf_logs import start_up_lines_dropped
+        with start_up_lines_dropped(show=False):
+            os.write(2, {data!r})
+            print("from Python", file=sys.stderr)
+        print("after", file=sys.stderr)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.splitlines() == [*written[3:], "from Python", "after"]
 
 
 def test_saved_model_predicts_raw_strings_in_a_fresh_process(finished_run):
@@ -118,7 +198,12 @@ def test_a_failed_run_says_why_and_records_it(small_data, tmp_path):
     last_line = result.stderr.strip().splitlines()[-1]
     assert "nope.tsv" in last_line and "data.train" in last_line
     assert "Traceback" not in result.stderr
-    metrics = json.loads((only_run_dir(tmp_path / "outputs") / "metrics.json").read_text())
+    # Printed once on the console (the last line), and kept in the run's log file.
+    message = f"data.train: file not found: {missing}"
+    assert (result.stdout + result.stderr).count(message) == 1
+    run_dir = only_run_dir(tmp_path / "outputs")
+    assert message in (run_dir / "kmexp.log").read_text(encoding="utf-8")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["status"] == "failed" and "nope.tsv" in metrics["error"]
 
 

@@ -22,6 +22,9 @@ from kmexp.runs import write_text
 
 log = logging.getLogger("kmexp.training")
 
+# In the logs of on_train_end: true when an optimizer with its own stopping rule (L-BFGS) ended training.
+CONVERGED = "converged"
+
 
 class NonFiniteLoss(KmexpError):
     """The training loss became NaN or infinite: a setting to fix (usually the learning rate), not a bug."""
@@ -72,6 +75,39 @@ class EpochLogger(keras.callbacks.Callback):
         self.logger.log_epoch(epoch + 1, values)
         shown = "  ".join(f"{key} {value:.4f}" for key, value in sorted(values.items()))
         log.info("epoch %d/%d  %s", epoch + 1, self.epochs, shown)
+
+
+class StopReason(keras.callbacks.Callback):
+    """Why training stopped, in words (``reason``, once training ends), for the run's last lines and metrics.json.
+
+    ``early stop at epoch 10: dev loss did not improve for 5 epochs; best epoch 5 restored``,
+    ``all 40 epochs ran; ...``, ``L-BFGS converged at epoch 3; ...``, each after
+    ``resumed after epoch 4; `` when a backup was restored. Reads early stopping's state
+    and ``backup``'s epoch counts (kmexp.training.resume.TrainingBackup).
+    """
+
+    def __init__(self, early_stopping: keras.callbacks.EarlyStopping, backup, epochs: int):
+        super().__init__()
+        self.early_stopping = early_stopping
+        self.backup = backup
+        self.epochs = epochs
+        self.reason: str | None = None
+
+    def on_train_end(self, logs=None):
+        es, done = self.early_stopping, self.backup.epochs_done
+        if es.stopped_epoch > 0:
+            # A run watches val_loss or val_<objective> (trainer.monitor): the dev split's.
+            watched = f"dev {es.monitor.removeprefix('val_')}" if es.monitor.startswith("val_") else es.monitor
+            epochs = f"{es.wait} epoch{'' if es.wait == 1 else 's'}"
+            ended = f"early stop at epoch {es.stopped_epoch + 1}: {watched} did not improve for {epochs}"
+        elif bool((logs or {}).get(CONVERGED, False)):  # Keras passes logs on as floats: 1.0
+            ended = f"L-BFGS converged at epoch {done}"
+        else:
+            ended = f"all {self.epochs} epochs ran"
+        best = es.best_epoch + 1
+        kept = f"best epoch {best} restored" if best < done else "the last epoch was the best"
+        resumed = "" if self.backup.resumed_from is None else f"resumed after epoch {self.backup.resumed_from}; "
+        self.reason = f"{resumed}{ended}; {kept}"
 
 
 class HistoryCSV(keras.callbacks.Callback):

@@ -12,7 +12,7 @@ import tensorflow as tf
 from omegaconf import DictConfig
 
 from kmexp.optim import LBFGS
-from kmexp.training.callbacks import NonFiniteLoss
+from kmexp.training.callbacks import CONVERGED, NonFiniteLoss
 from kmexp.training.resume import SkipShuffles, resumed_epoch
 
 
@@ -68,6 +68,7 @@ def fit_full_batch(network: keras.Model, optimizer: LBFGS, loss, features, targe
     callback_list = keras.callbacks.CallbackList([*callbacks, history], model=network)
     network.stop_training = False
     callback_list.on_train_begin()
+    logs = {}
     for epoch in range(resumed_epoch(network), epochs):
         callback_list.on_epoch_begin(epoch)
         try:
@@ -76,8 +77,11 @@ def fit_full_batch(network: keras.Model, optimizer: LBFGS, loss, features, targe
             # L-BFGS's line search only accepts lower, finite losses: a non-finite one can only be
             # where the epoch starts. Same error as StopOnNonFiniteLoss raises for model.fit.
             raise NonFiniteLoss(f"training loss became non-finite at epoch {epoch + 1} (L-BFGS: {err})") from None
-        callback_list.on_epoch_end(epoch, {"loss": result["loss"]})
+        logs = {"loss": result["loss"]}
+        callback_list.on_epoch_end(epoch, logs)
         if network.stop_training or result["converged"]:
+            # The last epoch's logs, as model.fit passes them; CONVERGED tells StopReason why training ended.
+            logs = {**logs, CONVERGED: bool(result["converged"])}
             break
-    callback_list.on_train_end()
+    callback_list.on_train_end(logs)
     return history

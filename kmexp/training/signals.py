@@ -36,5 +36,15 @@ def stop_on_sigterm() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def interruption(stop: KeyboardInterrupt) -> str:
+    """What stopped a run, in words: ``interrupted by SIGINT`` (Ctrl-C) or by the signal ``Terminated`` carries."""
+    return f"interrupted by {signal.Signals(interrupting_signal(stop)).name}"
+
+
+def interrupting_signal(stop: KeyboardInterrupt) -> int:
+    """The signal behind a KeyboardInterrupt: SIGINT, or the one ``Terminated`` carries."""
+    return getattr(stop, "signum", signal.SIGINT)
+
+
 def _raise_terminated(signum, frame):
     raise Terminated(signum)
