@@ -36,7 +36,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from kmexp.config import register_configs
-from kmexp.errors import KmexpError
+from kmexp.errors import KmexpError, capped
 from kmexp.paths import config_dir, group_options, is_option, option_names
 from kmexp.provenance import versions
 from kmexp.report.summary import end_lines, shown_path, summary_table
@@ -112,7 +112,7 @@ def _sweep_job(cfg: DictConfig, hydra_cfg: DictConfig, run_dir: Path, overrides:
             cfg, run_dir, overrides, choices=_choices(hydra_cfg), group=sweep_group(Path(hydra_cfg.sweep.dir))
         )
     except Exception as err:  # noqa: BLE001 - any failure of one job is recorded; Ctrl-C still stops the sweep
-        log.error("job failed: %s: %s", type(err).__name__, err)
+        log.error("job failed: %s", error_line(err))
         # Not NaN: hydra-optuna-sweeper 1.3 tells optuna 2.10 a NaN trial FAILed *with* its value, which
         # optuna refuses, ending the search. A value that is not a number is marked FAIL cleanly.
         return None
@@ -252,7 +252,14 @@ def traceback_requested(environ: Mapping[str, str], arguments: Sequence[str]) ->
 
 
 def error_line(err: BaseException) -> str:
-    """What went wrong, in one line, for the user to fix."""
+    """What went wrong, in one line for the user to fix, of at most ``kmexp.errors.MAX_MESSAGE`` characters.
+
+    Secrets are redacted before the line is cut: a cut through a secret would leave part of it.
+    """
+    return capped(Secrets.from_environ().text(_error_line(err)))
+
+
+def _error_line(err: BaseException) -> str:
     if isinstance(err, KmexpError):
         return _flat(str(err))  # kmexp's messages already name the key or file, the value and what is allowed
     if isinstance(err, MissingConfigException):

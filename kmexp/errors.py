@@ -19,3 +19,37 @@ class DataError(KmexpError):
 
 class DeviceError(KmexpError):
     """The requested hardware is not available on this machine."""
+
+
+# The longest error line printed, its "kmexp: error: " included: a longer message is cut in the middle, since
+# a message can quote a value as long as a line of a data file. The message itself leaves room for the prefix.
+MAX_LINE = 500
+MAX_MESSAGE = MAX_LINE - len("kmexp-predict: error: ")
+# A value quoted in a message (a label, a column name) is shown up to this many characters.
+MAX_SHOWN = 60
+_ELLIPSIS = " ... "
+
+
+def capped(line: str, limit: int = MAX_MESSAGE) -> str:
+    """``line`` if it fits in ``limit`` characters, else its start and end around a count of what was left out.
+
+    The start names the key or file, the end says what is allowed, so both are kept.
+    """
+    if len(line) <= limit:
+        return line
+    # Sized with the whole line's length, so the real count (never longer) fits in the same space.
+    kept = max(limit - len(_left_out(len(line))), 0)
+    head = kept * 2 // 3
+    return f"{line[:head]}{_left_out(len(line) - kept)}{line[len(line) - (kept - head):]}"
+
+
+def _left_out(count: int) -> str:
+    return f"{_ELLIPSIS}({count:,} characters left out){_ELLIPSIS}"
+
+
+def shown(value: str, limit: int = MAX_SHOWN) -> str:
+    """A value quoted in a message (``repr``), its middle elided when it is longer than ``limit`` characters."""
+    if len(value) <= limit:
+        return repr(value)
+    half = limit // 2
+    return f"{value[:half] + '...' + value[-half:]!r} ({len(value):,} characters)"

@@ -5,7 +5,8 @@ model, loaded with safe mode on) and ``metrics.json`` (whose ``labels`` name
 the model's outputs, in order).
 
 Input: the TEXT arguments, or, when there are none, standard input: one text
-per line, UTF-8 (bytes that are not valid UTF-8 become U+FFFD). Only the line
+per line, UTF-8. Bytes that are not valid UTF-8 stop the run with an error
+naming the line (or the argument), rather than a label for a garbled text. Only the line
 break (``\\n`` or ``\\r\\n``) is removed; an empty line is an empty text, so
 output line N always belongs to input line N. Standard input is read and
 labelled ``--batch-size`` lines at a time, so a large input streams (use
@@ -29,8 +30,9 @@ Output: UTF-8 whatever the locale, one line per text, in input order.
 
       {"text": "...", "predictions": [{"label": "weather", "probability": 0.97...}]}
 
-Errors (a missing or incomplete run folder, a bad option) print one line,
-``kmexp-predict: error: ...``, on stderr and exit with status 2.
+Errors (a missing or incomplete run folder, a bad option, input that is not
+UTF-8) print one line, ``kmexp-predict: error: ...``, on stderr and exit with
+status 2. Results printed before an error in the input stay printed.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from itertools import islice
 from pathlib import Path
 from typing import NoReturn
 
+from kmexp.errors import capped
 from kmexp.runs import METRICS_FILE, MODEL_FILE, RecordError, RunRecord
 
 PROG = "kmexp-predict"
@@ -187,14 +190,20 @@ def utf8_file_encoding() -> Iterator[None]:
 
 
 def argument_texts(texts: list[str]) -> list[str]:
-    """TEXT arguments as valid Unicode (bytes the OS could not decode become U+FFFD)."""
-    return [text.encode("utf-8", "surrogateescape").decode("utf-8", "replace") for text in texts]
+    """TEXT arguments as Unicode; an argument that is not valid UTF-8 is a UsageError naming it."""
+    return [
+        utf8(text.encode("utf-8", "surrogateescape"), f"TEXT argument {number}")  # the OS's bytes, as given
+        for number, text in enumerate(texts, start=1)
+    ]
 
 
 def stdin_lines(stream) -> Iterator[str]:
-    """One text per line of a binary stream, without its line break; empty lines kept."""
+    """One text per line of a binary stream, without its line break; empty lines kept.
+
+    A line that is not valid UTF-8 is a UsageError naming its number (from 1).
+    """
     for number, raw in enumerate(stream):
-        line = raw.decode("utf-8", "replace")
+        line = utf8(raw, f"standard input line {number + 1}")
         if line.endswith("\n"):
             line = line[:-1]
             if line.endswith("\r"):
@@ -202,6 +211,17 @@ def stdin_lines(stream) -> Iterator[str]:
         if number == 0:
             line = line.removeprefix("\ufeff")  # a byte-order mark is not part of the text
         yield line
+
+
+def utf8(raw: bytes, where: str) -> str:
+    """``raw`` decoded as UTF-8, or a UsageError naming ``where`` and the first bad byte."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise UsageError(
+            f"{where} is not valid UTF-8 (byte {raw[err.start]:#04x}); convert the input to UTF-8 "
+            "(e.g. iconv -f latin1 -t utf-8)"
+        ) from None
 
 
 def batches(texts: Iterable[str], size: int) -> Iterator[list[str]]:
@@ -266,7 +286,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         run(argv)
     except UsageError as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
+        print(f"{PROG}: error: {capped(str(err))}", file=sys.stderr)
         sys.exit(EXIT_USAGE)
     except KeyboardInterrupt:
         sys.exit(130)

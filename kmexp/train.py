@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from kmexp.builders import build_logger
 from kmexp.config.validation import validate
+from kmexp.errors import capped
 from kmexp.provenance import git_commit, versions, where
 from kmexp.runs import MODEL_FILE, RunRecord, history_row
 from kmexp.secrets import Secrets
@@ -108,5 +109,6 @@ def _summary(record: RunRecord, run_dir: Path) -> dict:
 
 
 def _one_line(err: BaseException) -> str:
+    """The error's type and first line, redacted, then cut to ``kmexp.errors.MAX_MESSAGE`` characters."""
     text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0] if text else ''}".rstrip(": ")
+    return capped(Secrets.from_environ().text(f"{type(err).__name__}: {text[0] if text else ''}".rstrip(": ")))

@@ -100,6 +100,16 @@ def small_data(tmp_path) -> dict[str, Path]:
     return write_small_data(tmp_path / "data")
 
 
+def shared_data_options() -> dict:
+    """The keys every data option shares, as conf/data/_common.yaml sets them (max_chars, on_long_text):
+    for tests that build a data loader in Python rather than from a composed config."""
+    from omegaconf import OmegaConf
+
+    from kmexp.paths import config_dir
+
+    return OmegaConf.to_container(OmegaConf.load(config_dir() / "data" / "_common.yaml"))
+
+
 def files_overrides(data: dict[str, Path]) -> list[str]:
     return ["data=files", f"data.train={data['train']}", f"data.dev={data['dev']}", f"data.test={data['test']}"]
 

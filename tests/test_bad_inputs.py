@@ -15,12 +15,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import files_overrides, make_rows, run_cli, write_small_data, write_tsv
+from conftest import files_overrides, make_rows, only_run_dir, run_cli, write_small_data, write_tsv
 from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 from omegaconf.errors import ConfigKeyError
 
 from kmexp.cli import error_line, traceback_requested
-from kmexp.errors import ConfigError
+from kmexp.errors import MAX_LINE, ConfigError
 
 # TensorFlow's C++ logging (absl) writes these to stderr at import time, whatever kmexp does.
 ABSL_NOISE = ("I0000", "E0000", "W0000", "WARNING: All log messages")
@@ -52,7 +52,20 @@ FAILING = {
     "not_utf8": ({"train": "latin1.tsv"}, [], ["latin1.tsv", "line 3", "UTF-8"]),
     "empty_split": ({"dev": "blank_dev.tsv"}, [], ["blank_dev.tsv", "dev split has no non-empty texts"]),
     "unseen_label": ({"test": "new_label.tsv"}, [], ["new_label.tsv", "'music'", "not in the training data"]),
+    "one_label": ({"train": "one_label.tsv"}, [], ["one_label.tsv: every training text has the same label, 'sports'"]),
+    "long_text": ({"dev": "long_text.tsv"}, ["data.max_chars=1000", "data.on_long_text=error"],
+                  ["long_text.tsv: data row 3 has a text of 5,000 characters, more than data.max_chars=1000"]),
+    # A file without a header whose first line is 20 MB of text with commas in it: once minutes, now seconds.
+    "headerless_csv": ({"train": "headerless.csv"}, [],
+                       ["headerless.csv: missing column(s) ['text', 'label']; columns found: [", "(953,251 columns)]"]),
+    # A message that quotes a 100,000-character label is cut in the middle, wherever the error line goes.
+    "huge_label": ({"test": "huge_label.tsv"}, [], ["huge_label.tsv: labels not in the training data: ['xxx",
+                                                    "characters left out", "train has ['food', 'sports', 'weather']"]),
+    "long_text_options": ({}, ["data.max_chars=0", "data.on_long_text=cut"],
+                          ["data.max_chars=0 is not allowed", "data.on_long_text=cut is not allowed"]),
 }
+# A text longer than any sentence, as a broken export makes.
+HUGE_LINE_CHARS = 20 * 2**20
 
 
 def last_line(stderr: str) -> str:
@@ -66,6 +79,7 @@ def failure_line(result) -> str:
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
     line = last_line(result.stderr)
     assert line.startswith("kmexp: error: "), result.stderr[-3000:]
+    assert len(line) <= MAX_LINE, line[:3000]
     return line
 
 
@@ -77,6 +91,12 @@ def write_bad_files(folder: Path) -> None:
     (folder / "latin1.tsv").write_bytes("text\tlabel\nle match\tsports\nla crème brûlée\tfood\n".encode("latin-1"))
     write_tsv(folder / "blank_dev.tsv", [{"text": "  ", "label": "food"}, {"text": "", "label": "sports"}])
     write_tsv(folder / "new_label.tsv", [*make_rows(2, seed=3), {"text": "a new song", "label": "music"}])
+    write_tsv(folder / "huge_label.tsv", [*make_rows(2, seed=3), {"text": "a long label", "label": "x" * 100_000}])
+    write_tsv(folder / "one_label.tsv", [{**row, "label": "sports"} for row in make_rows(10, seed=1)])
+    write_tsv(folder / "long_text.tsv", [*make_rows(1, seed=2)[:2], {"text": "x" * 5000, "label": "food"}])
+    with open(folder / "headerless.csv", "w", encoding="utf-8") as f:
+        f.write(", ".join(["le match de football"] * (HUGE_LINE_CHARS // 22)) + ",sports\n")
+        f.writelines(f"{row['text']},{row['label']}\n" for row in make_rows(10, seed=1))
 
 
 def write_odd_data(folder: Path) -> dict[str, Path]:
@@ -92,6 +112,16 @@ def write_odd_data(folder: Path) -> dict[str, Path]:
         "train": write_tsv(folder / "train.tsv", rows(20, 1, blank)),
         "dev": write_tsv(folder / "dev.tsv", rows(5, 2, blank[:1])),
         "test": write_tsv(folder / "test.tsv", rows(5, 3, [])),
+    }
+
+
+def write_long_texts(folder: Path) -> dict[str, Path]:
+    """Train and test files with one 5,000-character text each."""
+    folder.mkdir(parents=True, exist_ok=True)
+    long_row = {"text": "le match de football " * 250 + "!", "label": "sports"}
+    return {
+        "train": write_tsv(folder / "train.tsv", [*make_rows(30, seed=1), long_row]),
+        "test": write_tsv(folder / "test.tsv", [*make_rows(10, seed=3), long_row]),
     }
 
 
@@ -120,6 +150,8 @@ def runs(tmp_path_factory) -> dict:
     # One training run serves two checks: blank texts are dropped and counted, a <script> label is escaped.
     sweep = ["-m", *files_overrides(write_odd_data(root / "odd_data")), *quick, "hydra.sweep.dir=sweep"]
     jobs["one_job_sweep"] = (sweep, root / "one_job_sweep", None)
+    long_texts = {**good, **write_long_texts(root / "long_texts_data")}
+    jobs["long_texts"] = ([*files_overrides(long_texts), *quick, "data.max_chars=1000"], root / "long_texts", None)
     return {name: (jobs[name][1], result) for name, result in run_together(jobs).items()}
 
 
@@ -132,6 +164,29 @@ def test_bad_input_ends_with_one_line_naming_it(runs, name):
     line = failure_line(result)
     for part in FAILING[name][2]:
         assert part in line, line
+
+
+@pytest.mark.parametrize(("name", "quoted"), [("headerless_csv", "headerless.csv: missing column(s)"),
+                                              ("huge_label", "huge_label.tsv: labels not in the training data")])
+def test_a_long_value_stays_out_of_the_log_and_metrics_json(runs, name, quoted):
+    """metrics.json's error and kmexp.log hold the same short line as stderr, not the value it quotes."""
+    folder, _ = runs[name]
+    run_dir = only_run_dir(folder)
+    error = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))["error"]
+    assert error.startswith(f"DataError: {folder.parent}") and quoted in error and len(error) <= MAX_LINE
+    log = (run_dir / "kmexp.log").read_text(encoding="utf-8")
+    assert quoted in log and len(log) < 10 * MAX_LINE
+
+
+def test_long_texts_are_cut_counted_in_metrics_json_and_warned_about_once(runs):
+    folder, result = runs["long_texts"]
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = only_run_dir(folder)
+    data = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))["data"]
+    assert data["truncated"] == {"train": 1, "dev": 0, "test": 1}
+    assert data["sizes"] == {"train": 91, "dev": 30, "test": 31}
+    log = (run_dir / "kmexp.log").read_text(encoding="utf-8")
+    assert log.count("cut 2 texts longer than data.max_chars=1000 characters to that length") == 1
 
 
 def test_hydra_full_error_shows_the_traceback_and_still_ends_with_the_message(runs):
@@ -175,6 +230,17 @@ def test_error_line_puts_each_kind_of_error_on_one_line():
         "Could not override 'a.b': Key 'b' is not in struct; To append to your config use +a.b=1"
     )
     assert error_line(ValueError("bad\nmore")) == "ValueError: bad (set HYDRA_FULL_ERROR=1 for the traceback)"
+
+
+def test_error_line_cuts_a_long_message_after_redacting_secrets(monkeypatch):
+    secret = "s3cr3t-" * 20
+    monkeypatch.setenv("MY_API_TOKEN", secret)
+    # The secret straddles where the line is cut: cut first, its first half would be left unredacted.
+    message = f"labels not in the training data: ['{'x' * 200}{secret}{'y' * 10_000}']; train has ['a', 'b']"
+    line = error_line(ConfigError(message))
+    assert len(f"kmexp: error: {line}") <= MAX_LINE
+    assert line.startswith("labels not in the training data: ['xxx") and line.endswith("yyy']; train has ['a', 'b']")
+    assert "<redacted:MY_API_TOKEN>" in line and "characters left out" in line and "s3cr3t" not in line
 
 
 @pytest.mark.parametrize(

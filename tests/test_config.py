@@ -174,6 +174,8 @@ def test_encoders_and_model_build_end_to_end(name, hidden):
         ("encoder.preprocessor.ngram_range=[3,2]", "encoder.preprocessor.ngram_range"),
         ("language.code=xx_Fake", "language.code"),
         ("device.jit_compile=true", "device.jit_compile"),
+        ("data.max_chars=0", "data.max_chars=0 is not allowed: it must be an integer >= 1"),
+        ("data.on_long_text=cut", "data.on_long_text=cut is not allowed: it must be one of truncate, error"),
     ],
 )
 def test_validation_names_the_key(override, key):

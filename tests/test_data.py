@@ -71,12 +71,15 @@ def write_set(folder: Path, ext: str, train=TRAIN, dev=DEV, test=TEST) -> dict[s
 
 
 def yaml_defaults(option: str, *keys: str) -> dict:
-    """The defaults that conf/data/<option>.yaml gives these keys: the YAML holds every default."""
-    cfg = OmegaConf.load(config_dir() / "data" / f"{option}.yaml")
+    """The defaults that conf/data/<option>.yaml gives these keys (or conf/data/_common.yaml, which it includes):
+    the YAML holds every default."""
+    folder = config_dir() / "data"
+    cfg = OmegaConf.merge(OmegaConf.load(folder / "_common.yaml"), OmegaConf.load(folder / f"{option}.yaml"))
     return {key: cfg[key] for key in keys}
 
 
-FILES_DEFAULTS = yaml_defaults("files", "text_column", "label_column", "dev_fraction")
+LIMIT_KEYS = ("max_chars", "on_long_text")
+FILES_DEFAULTS = yaml_defaults("files", "text_column", "label_column", "dev_fraction", *LIMIT_KEYS)
 
 
 def load(paths: dict[str, str], **kwargs) -> Splits:
@@ -100,7 +103,16 @@ def test_formats_read_the_same(tmp_path, ext):
     assert as_rows(splits.test) == TEST
     assert splits.labels == ["health", "politics", "sports"]
     assert splits.info["dropped_empty"] == {"train": 0, "dev": 0, "test": 0}
+    assert splits.info["truncated"] == {"train": 0, "dev": 0, "test": 0}
     assert len(splits.info["files"]) == 3
+
+
+def test_sib200_texts_go_through_the_same_length_limit(sib200_dir):
+    cut = sib200(str(sib200_dir), max_chars=40).load()
+    assert max(len(text) for text in cut.train.texts + cut.dev.texts + cut.test.texts) == 40
+    assert min(cut.info["truncated"].values()) > 0
+    with pytest.raises(DataError, match=r"fra_Latn/train\.tsv: data row 1 has a text of \d+ characters, more than data"):
+        sib200(str(sib200_dir), max_chars=40, on_long_text="error").load()
     assert all(len(digest) == 64 for digest in splits.info["files"].values())
 
 
@@ -219,12 +231,75 @@ def test_a_split_left_empty_is_an_error(tmp_path):
         load(paths)
 
 
+@pytest.mark.parametrize("dev", ["file", "carved from train"])
+def test_a_train_split_with_one_label_is_refused_in_one_line(tmp_path, dev):
+    """With one label every prediction is right: the run would report 100%."""
+    one_label = [(text, "sports") for text, _ in TRAIN]
+    paths = write_set(tmp_path, ".tsv", train=one_label)
+    if dev != "file":
+        del paths["dev"]
+    with pytest.raises(DataError) as err:
+        load(paths)
+    assert str(err.value) == (
+        f"{paths['train']}: every training text has the same label, 'sports'; "
+        "a classifier needs at least two labels in data.train"
+    )
+
+
+LONG = "Le match " * 20  # 180 characters
+
+
+def test_long_texts_are_cut_counted_and_warned_about_once(tmp_path, caplog):
+    paths = write_set(tmp_path, ".tsv", train=TRAIN + [(LONG, "sports")], test=TEST + [(LONG + "!", "sports")])
+
+    with caplog.at_level(logging.WARNING, logger="kmexp.data.splits"):
+        splits = load(paths, max_chars=50)
+
+    assert splits.info["truncated"] == {"train": 1, "dev": 0, "test": 1}
+    assert splits.train.texts[-1] == LONG[:50] and splits.test.texts[-1] == LONG[:50]
+    assert as_rows(splits.train)[:-1] == TRAIN  # shorter texts are kept whole
+    [warning] = [r.getMessage() for r in caplog.records if "max_chars" in r.getMessage()]
+    assert warning.startswith("cut 2 texts longer than data.max_chars=50 characters to that length")
+    assert f"{paths['train']}: 1" in warning and f"{paths['test']}: 1" in warning
+
+
+@pytest.mark.parametrize(("ext", "row"), [(".tsv", "data row 4"), (".jsonl", "line 5")])
+def test_a_long_text_is_refused_naming_file_and_row_when_asked(tmp_path, ext, row):
+    paths = write_set(tmp_path, ext, dev=DEV + [(LONG, "sports")])
+    if ext == ".jsonl":  # a blank line: JSON Lines rows are named by their line in the file
+        Path(paths["dev"]).write_text("\n" + Path(paths["dev"]).read_text(encoding="utf-8"), encoding="utf-8")
+    with pytest.raises(DataError) as err:
+        load(paths, max_chars=100, on_long_text="error")
+    assert str(err.value) == (
+        f"{paths['dev']}: {row} has a text of 180 characters, more than data.max_chars=100; "
+        "shorten it, raise data.max_chars, or set data.on_long_text=truncate to cut such texts"
+    )
+
+
+def test_a_headerless_file_lists_a_few_of_its_columns(tmp_path):
+    """The first line of a file without a header is data: its cells are shown shortened, then counted."""
+    path = tmp_path / "train.csv"
+    path.write_text(",".join(["un texte sans en-tête"] * 2000 + ["x" * 500]) + ",sports\nle match,sports\n",
+                    encoding="utf-8")
+    with pytest.raises(DataError) as err:
+        load({"train": str(path), "test": str(path)})
+    message = str(err.value)
+    assert message.startswith(f"{path}: missing column(s) ['text', 'label']; columns found: ['un texte sans en-tête', ")
+    assert message.endswith(", ... (2,002 columns)]") and len(message) < 500
+
+
+def test_a_first_line_too_long_for_a_header_is_refused(tmp_path):
+    path = write_table(tmp_path / "train.tsv", [("x", "sports")], header=("t" * 200_000, "label"))
+    with pytest.raises(DataError, match=r"train\.tsv: cannot read the first line as a header of column names"):
+        load({"train": str(path), "test": str(path)})
+
+
 # --- SIB-200 ---------------------------------------------------------------
 
 
-def sib200(root, code="fra_Latn", cache_dir="unused-cache"):
-    return SIB200(root=root, code=code, cache_dir=cache_dir,
-                  **yaml_defaults("sib200", "base_url", "commit", "timeout_s"))
+def sib200(root, code="fra_Latn", cache_dir="unused-cache", **options):
+    defaults = yaml_defaults("sib200", "base_url", "commit", "timeout_s", *LIMIT_KEYS)
+    return SIB200(root=root, code=code, cache_dir=cache_dir, **{**defaults, **options})
 
 
 def test_sib200_codes_come_from_the_shipped_sums():
@@ -247,7 +322,16 @@ def test_sib200_loads_fra_latn_from_kmexp_data_dir():
     expected = Path(root, "fra_Latn", "labels.txt").read_text(encoding="utf-8").split()
     assert sorted(expected) == splits.labels
     assert splits.info["dropped_empty"] == {"train": 0, "dev": 0, "test": 0}
+    assert splits.info["truncated"] == {"train": 0, "dev": 0, "test": 0}
     assert len(splits.info["files"]) == 3
+
+
+def test_sib200_texts_go_through_the_same_length_limit(sib200_dir):
+    cut = sib200(str(sib200_dir), max_chars=40).load()
+    assert max(len(text) for text in cut.train.texts + cut.dev.texts + cut.test.texts) == 40
+    assert min(cut.info["truncated"].values()) > 0
+    with pytest.raises(DataError, match=r"fra_Latn/train\.tsv: data row 1 has a text of \d+ characters, more than data"):
+        sib200(str(sib200_dir), max_chars=40, on_long_text="error").load()
 
 
 def test_sib200_missing_language_folder_names_kmexp_data_dir(tmp_path):

@@ -15,6 +15,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from conftest import shared_data_options
 
 from kmexp.data import SIB200
 from kmexp.data.sib200 import SIB200_COMMIT, download_file
@@ -66,7 +67,7 @@ def _files_in(folder: Path) -> list[Path]:
 
 def _sib200(base_url: str, cache: Path, code: str = CODE) -> SIB200:
     return SIB200(root=None, code=code, cache_dir=str(cache), base_url=base_url,
-                  commit=SIB200_COMMIT, timeout_s=5.0)
+                  commit=SIB200_COMMIT, timeout_s=5.0, **shared_data_options())
 
 
 def test_checksum_mismatch_is_refused_and_nothing_is_cached(served, tmp_path):
@@ -151,4 +152,4 @@ def test_no_server_names_kmexp_data_dir_and_url(closed_port, tmp_path):
 def test_a_commit_without_shipped_sums_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="data.commit"):
         SIB200(root=None, code=CODE, cache_dir=str(tmp_path), base_url="http://127.0.0.1:9",
-               commit="0" * 40, timeout_s=5.0)
+               commit="0" * 40, timeout_s=5.0, **shared_data_options())

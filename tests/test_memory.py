@@ -10,11 +10,21 @@ They run in a fresh process, so that only their own runs are counted.
 from __future__ import annotations
 
 import json
+import os
+import random
 import subprocess
 import sys
 import textwrap
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
-from conftest import files_overrides
+import pytest
+from conftest import FILLER, TOPICS, files_overrides, make_rows, only_run_dir, write_small_data, write_tsv
+
+# A text of 20 MB (UTF-8), in five scripts: what a broken export puts in one cell.
+HUGE_TEXT_BYTES = 20 * 2**20
+# How much more than a normal run a run with such a text may take at its peak.
+EXTRA_MEMORY_LIMIT = 2**30
 
 RUNS_IN_ONE_PROCESS = textwrap.dedent(
     """
@@ -94,3 +104,54 @@ def test_vocabulary_tables_are_anonymous_and_survive_saving(tmp_path):
     model.save(tmp_path / "lookup.keras")
     loaded = keras.models.load_model(tmp_path / "lookup.keras", custom_objects={"StringLookup": StringLookup})
     assert loaded(tf.constant(["chat", "猫"])).numpy().tolist() == [1, 3]
+
+
+def huge_text(seed: int = 0) -> str:
+    """Topic and filler words of every language of the small data set, HUGE_TEXT_BYTES of them in UTF-8."""
+    words = [w for topic in TOPICS.values() for ws in topic.values() for w in ws] + [w for ws in FILLER.values() for w in ws]
+    rng = random.Random(seed)
+    chosen, size = [], 0
+    while size < HUGE_TEXT_BYTES:
+        chosen.append(rng.choice(words))
+        size += len(chosen[-1].encode("utf-8")) + 1
+    return " ".join(chosen)
+
+
+def peak_rss_of_run(args: list[str], cwd: Path) -> tuple[int, int]:
+    """``python -m kmexp ARGS`` in a fresh process: its exit status and its peak resident memory, in bytes.
+
+    ``os.wait4`` reports this one child's peak (``ru_maxrss``, KiB on Linux), whatever other
+    processes the test session has run.
+    """
+    cwd.mkdir(parents=True, exist_ok=True)
+    with open(cwd / "stdout.txt", "wb") as out, open(cwd / "stderr.txt", "wb") as err:
+        process = subprocess.Popen([sys.executable, "-m", "kmexp", *args], cwd=cwd, stdout=out, stderr=err,
+                                   env={**os.environ, "HYDRA_FULL_ERROR": "0"})
+        _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait for it again
+    return process.returncode, usage.ru_maxrss * 1024
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(os, "wait4"), reason="os.wait4 (the peak memory of one child) is POSIX only")
+def test_a_huge_text_in_train_or_test_costs_less_than_a_gigabyte_more(tmp_path):
+    """A 20 MB text in train, or in test, is cut to data.max_chars: the run peaks within 1 GB of a normal one."""
+    data = write_small_data(tmp_path / "data")
+    huge_row = {"text": huge_text(), "label": "sports"}
+    runs = {"normal": data}
+    for split, n_per_label in (("train", 30), ("test", 10)):
+        path = write_tsv(tmp_path / f"huge_{split}.tsv", [*make_rows(n_per_label, seed=7), huge_row])
+        runs[split] = {**data, split: path}
+    quick = ["logger=none", "trainer.epochs=2"]
+    with ThreadPoolExecutor(max_workers=len(runs)) as pool:
+        futures = {name: pool.submit(peak_rss_of_run, [*files_overrides(files), *quick], tmp_path / name)
+                   for name, files in runs.items()}
+        results = {name: future.result() for name, future in futures.items()}
+    assert all(status == 0 for status, _ in results.values()), {
+        name: (tmp_path / name / "stderr.txt").read_text(encoding="utf-8")[-2000:] for name in results
+    }
+    normal = results["normal"][1]
+    for split in ("train", "test"):
+        truncated = json.loads((only_run_dir(tmp_path / split) / "metrics.json").read_text())["data"]["truncated"]
+        assert truncated == {"train": 0, "dev": 0, "test": 0, split: 1}
+        assert results[split][1] - normal < EXTRA_MEMORY_LIMIT, {name: rss / 2**20 for name, (_, rss) in results.items()}

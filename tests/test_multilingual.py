@@ -14,7 +14,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import files_overrides, only_run_dir, run_cli
+from conftest import files_overrides, only_run_dir, run_cli, shared_data_options
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
@@ -160,7 +160,7 @@ def test_eval_languages_downloads_only_the_test_files_it_needs(sib200_dir, tmp_p
     try:
         splits = SIB200(root=None, code="fra_Latn", cache_dir=str(tmp_path / "cache"),
                         base_url=f"http://127.0.0.1:{server.server_address[1]}", commit=SIB200_COMMIT,
-                        timeout_s=5.0, eval_codes=["deu_Latn"]).load()
+                        **shared_data_options(), timeout_s=5.0, eval_codes=["deu_Latn"]).load()
     finally:
         server.shutdown()
         server.server_close()
@@ -215,4 +215,4 @@ def test_the_loader_rejects_bad_codes_itself():
     """Built outside a validated config (a notebook), SIB200 still names the key and the closest code."""
     with pytest.raises(ConfigError, match=r"eval_languages\[0\]=deu_Latm is not allowed: .*closest: deu_Latn"):
         SIB200(root=None, code="fra_Latn", cache_dir="unused", base_url="http://127.0.0.1:9",
-               commit=SIB200_COMMIT, timeout_s=5.0, eval_codes=["deu_Latm"])
+               commit=SIB200_COMMIT, **shared_data_options(), timeout_s=5.0, eval_codes=["deu_Latm"])

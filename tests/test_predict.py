@@ -21,6 +21,8 @@ CLEAR = {"le match de football": "sports", "хлеб и суп": "food", "今天
 # Standard input: CRLF, an empty line, emoji, a tab inside a line and no final newline.
 STDIN_LINES = ["le match de football", "", "хлеб и суп", "今天下雨", "مطر ورياح", "🙂 👍 mixed 中文 عربى", "a\tb", "no final newline"]
 STDIN = ("\n".join(STDIN_LINES[:3]) + "\r\n" + "\n".join(STDIN_LINES[3:])).encode("utf-8")
+# Line 2 is Latin-1, not UTF-8 (0xe8 is "è"); line 1 is labelled before it is read (--batch-size 1).
+NOT_UTF8 = "le match de football\n".encode("utf-8") + "la crème brûlée\n".encode("latin-1") + b"du pain\n"
 
 # Importing kmexp loads TensorFlow, whose C++ logger writes these lines before kmexp-predict runs.
 TF_LOG_LINE = re.compile(r"^(WARNING: All log messages before absl::InitializeLog\(\)|[IWEF]\d{4} \d\d:)")
@@ -102,6 +104,7 @@ def results(run_dir, tmp_path_factory) -> dict[str, subprocess.CompletedProcess]
         "top3": ([run_dir, "--top-k", "3", "--batch-size", "3"], STDIN, None),
         # The same through ``python -m kmexp.predict``.
         "json": ([run_dir, "--json", "--top-k", "3"], STDIN, [sys.executable, "-m", "kmexp.predict"]),
+        "not utf-8": ([run_dir, "--batch-size", "1"], NOT_UTF8, None),
     }
     for index, (case, extra, _) in enumerate(ERROR_CASES):
         calls[case] = ([broken_run(broken / str(index), run_dir, case), "le match", *extra], b"", None)
@@ -154,6 +157,28 @@ def test_json_lines_parse_and_match_the_tab_separated_output(results, top3_lines
         assert [p["label"] for p in record["predictions"]] == [label for label, _ in tsv_pairs]
         for prediction, (_, tsv_probability) in zip(record["predictions"], tsv_pairs):
             assert prediction["probability"] == pytest.approx(tsv_probability, abs=5e-5)
+
+
+def test_a_line_that_is_not_utf8_stops_with_one_line_naming_it(results):
+    result = results["not utf-8"]
+    stderr = result.stderr.decode("utf-8")
+    assert result.returncode == 2 and "Traceback" not in stderr, stderr[-3000:]
+    ours = [line for line in stderr.splitlines() if not TF_LOG_LINE.match(line)]
+    assert ours == ["kmexp-predict: error: standard input line 2 is not valid UTF-8 (byte 0xe8); "
+                    "convert the input to UTF-8 (e.g. iconv -f latin1 -t utf-8)"]
+    # Line 1 was labelled and printed before line 2 was read; nothing is printed for lines 2 and 3.
+    [line] = result.stdout.decode("utf-8").splitlines()
+    assert line.startswith("sports\t") and line.endswith("\tle match de football")
+
+
+def test_a_text_argument_that_is_not_utf8_is_named():
+    from kmexp.predict import UsageError, argument_texts
+
+    # As Python hands over an argument whose bytes are not UTF-8 (PEP 383).
+    broken = "crème".encode("latin-1").decode("utf-8", "surrogateescape")
+    assert argument_texts(["le match", "crème"]) == ["le match", "crème"]
+    with pytest.raises(UsageError, match=r"^TEXT argument 2 is not valid UTF-8 \(byte 0xe8\)"):
+        argument_texts(["le match", broken])
 
 
 @pytest.mark.parametrize(("case", "expected"), [(case, expected) for case, _, expected in ERROR_CASES])

@@ -45,6 +45,8 @@ SCHEMA_GROUP = "schema"
 @dataclass
 class DataConfig:
     _target_: str = MISSING
+    max_chars: int = MISSING  # conf/data/_common.yaml
+    on_long_text: str = MISSING
 
 
 @dataclass

@@ -41,6 +41,8 @@ DISTRIBUTED_KINDS = ("multi_gpu", "multi_worker", "tpu")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 # device=multi_gpu: how the replicas sum their gradients (tf.distribute cross-device ops).
 ALL_REDUCES = ("auto", "nccl", "hierarchical_copy", "reduction_to_one")
+# data.on_long_text: a text longer than data.max_chars is cut to that length, or refused.
+LONG_TEXT_ACTIONS = ("truncate", "error")
 # language.standardize
 NORMALIZATIONS = ("NFKC", "NFC", "none")
 CASES = ("fold", "lower", "none")
@@ -277,8 +279,15 @@ def check_average(key: str, value) -> list[str]:
 
 def check_data(data: Mapping, prefix: str = "data") -> list[str]:
     """The data options: a download needs the pinned commit and a positive time limit; a dev share is in (0, 1);
-    a Hugging Face dataset's locale mapping has the language (``_check_locale``)."""
+    a Hugging Face dataset's locale mapping has the language (``_check_locale``).
+
+    Every option has ``max_chars`` (a whole number of characters, >= 1) and ``on_long_text`` (LONG_TEXT_ACTIONS).
+    """
     problems = []
+    if "max_chars" in data:
+        problems += check_at_least(f"{prefix}.max_chars", data["max_chars"], 1, integer=True)
+    if "on_long_text" in data:
+        problems += check_choice(f"{prefix}.on_long_text", data["on_long_text"], LONG_TEXT_ACTIONS)
     if "commit" in data and data.get("root") is None:  # null root: SIB-200 downloads, checked against shipped sums
         if data["commit"] != SIB200_COMMIT:
             allowed = (

@@ -7,13 +7,18 @@ file, so the run stops before any model is built.
 
 from __future__ import annotations
 
+import csv
 import io
 import json
+from collections.abc import Iterable
 from pathlib import Path
 
 from kmexp.config.validation import check_data, raise_problems
-from kmexp.data.splits import Split, Splits, make_splits
-from kmexp.errors import DataError
+from kmexp.data.splits import Split, Splits, TextLimit, make_splits
+from kmexp.errors import DataError, shown
+
+# A missing column's message lists this many of the columns found, then only counts them.
+_SHOWN_COLUMNS = 5
 
 # Extension -> field separator; None marks JSON Lines.
 _FORMATS = {".tsv": "\t", ".csv": ",", ".jsonl": None, ".json-lines": None}
@@ -25,6 +30,8 @@ class LabeledFiles:
     The format follows the extension (.tsv, .csv, .jsonl, .json-lines). Labels
     are read as strings, so "01" and "1" stay different labels. With no dev
     file, a seeded stratified share of train (`dev_fraction`) becomes dev.
+    A text longer than `max_chars` is cut to that length, or, with
+    `on_long_text="error"`, refused (`TextLimit`).
     """
 
     def __init__(
@@ -36,9 +43,12 @@ class LabeledFiles:
         label_column: str,
         dev_fraction: float,
         seed: int,
+        max_chars: int,
+        on_long_text: str,
     ):
-        # The rule validate() applies, for a caller that skipped it.
-        raise_problems(check_data({"dev": dev, "dev_fraction": dev_fraction}))
+        # The rules validate() applies, for a caller that skipped it.
+        data = {"dev": dev, "dev_fraction": dev_fraction, "max_chars": max_chars, "on_long_text": on_long_text}
+        raise_problems(check_data(data))
         self.train = train
         self.dev = dev
         self.test = test
@@ -46,6 +56,7 @@ class LabeledFiles:
         self.label_column = label_column
         self.dev_fraction = dev_fraction
         self.seed = seed
+        self.limit = TextLimit(max_chars, on_long_text)
 
     def load(self) -> Splits:
         """Read the files, carve dev out of train if needed, and check the result."""
@@ -60,14 +71,18 @@ class LabeledFiles:
             dev_path = _existing_file("data.dev", self.dev)
             dev = self._read(dev_path, "data.dev")
             files = [train_path, dev_path, test_path]
-        return make_splits(train, dev, test, files)
+        return make_splits(train, dev, test, files, limit=self.limit)
 
     def _read(self, path: Path, key: str) -> Split:
-        return read_split(path, self.text_column, self.label_column, key)
+        return read_split(path, self.text_column, self.label_column, self.limit, key)
 
 
-def read_split(path: Path, text_column: str, label_column: str, key: str = "data") -> Split:
-    """Read one labeled file into a `Split`; the format follows the extension."""
+def read_split(path: Path, text_column: str, label_column: str, limit: TextLimit, key: str = "data") -> Split:
+    """Read one labeled file into a `Split`; the format follows the extension.
+
+    With ``limit.on_long_text="error"``, a text longer than ``limit.max_chars`` is
+    refused here, where its row is known (make_splits cuts them otherwise).
+    """
     suffix = path.suffix.lower()
     if suffix not in _FORMATS:
         raise DataError(
@@ -76,12 +91,24 @@ def read_split(path: Path, text_column: str, label_column: str, key: str = "data
     text = _decode_utf8(path)
     sep = _FORMATS[suffix]
     if sep is None:
-        texts, labels = _parse_jsonl(path, text, text_column, label_column)
+        texts, labels, rows = _parse_jsonl(path, text, text_column, label_column)
     else:
         texts, labels = _parse_table(path, text, sep, text_column, label_column)
+        rows = (f"data row {number}" for number in range(1, len(texts) + 1))
     if not texts:
         raise DataError(f"{path}: the file has no data rows")
+    if limit.on_long_text == "error":
+        _refuse_long_texts(path, texts, rows, limit.max_chars)
     return Split(texts=texts, labels=labels, source=str(path))
+
+
+def _refuse_long_texts(path: Path, texts: list[str], rows: Iterable[str], max_chars: int) -> None:
+    for text, row in zip(texts, rows):
+        if len(text) > max_chars:
+            raise DataError(
+                f"{path}: {row} has a text of {len(text):,} characters, more than data.max_chars={max_chars}; "
+                "shorten it, raise data.max_chars, or set data.on_long_text=truncate to cut such texts"
+            )
 
 
 def stratified_split(train: Split, dev_fraction: float, seed: int) -> tuple[Split, Split]:
@@ -150,6 +177,9 @@ def _parse_table(
     """Parse CSV/TSV with CSV quoting; every cell stays a string ('' for empty)."""
     import pandas as pd
 
+    # The header is checked before pandas reads the file: a file without a header would make pandas take its
+    # first data line as the column names, and a long line's thousands of duplicate names take it minutes.
+    _require_columns(path, _header(path, text, sep), text_column, label_column)
     try:
         frame = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False)
     except pd.errors.EmptyDataError:
@@ -157,8 +187,6 @@ def _parse_table(
     except pd.errors.ParserError as err:
         reason = str(err).strip().splitlines()[-1]
         raise DataError(f"{path}: cannot parse as {_format_name(sep)}: {reason}") from None
-    columns = [str(c) for c in frame.columns]
-    _require_columns(path, columns, text_column, label_column)
     texts = frame[text_column].tolist()
     labels = [label.strip() for label in frame[label_column].tolist()]
     for row, label in enumerate(labels, start=1):
@@ -167,10 +195,21 @@ def _parse_table(
     return texts, labels
 
 
+def _header(path: Path, text: str, sep: str) -> list[str]:
+    """The column names: the first record of the file that is not a blank line, read with CSV quoting."""
+    try:
+        for record in csv.reader(io.StringIO(text), delimiter=sep):
+            if record:
+                return record
+    except csv.Error as err:  # a first line that is a long text, not a header: a field over the csv module's limit
+        raise DataError(f"{path}: cannot read the first line as a header of column names ({err})") from None
+    raise DataError(f"{path}: the file is empty")
+
+
 def _parse_jsonl(
     path: Path, text: str, text_column: str, label_column: str
-) -> tuple[list[str], list[str]]:
-    """Parse one JSON object per line; blank lines are skipped."""
+) -> tuple[list[str], list[str], list[str]]:
+    """Parse one JSON object per line; blank lines are skipped. Also returns where each row is ("line 3")."""
     records = []
     # split("\n"), not splitlines(): JSON strings may hold raw U+2028 and similar.
     for number, line in enumerate(text.split("\n"), start=1):
@@ -183,7 +222,7 @@ def _parse_jsonl(
     for number, record in records:
         texts.append(_json_text(record.get(text_column)))
         labels.append(_json_label(path, number, record, label_column))
-    return texts, labels
+    return texts, labels, [f"line {number}" for number, _ in records]
 
 
 def _json_object(path: Path, number: int, line: str) -> dict:
@@ -214,7 +253,14 @@ def _json_label(path: Path, number: int, record: dict, label_column: str) -> str
 def _require_columns(path: Path, columns: list[str], text_column: str, label_column: str) -> None:
     missing = [c for c in (text_column, label_column) if c not in columns]
     if missing:
-        raise DataError(f"{path}: missing column(s) {missing}; columns found: {columns}")
+        raise DataError(f"{path}: missing column(s) {missing}; columns found: {_shown_columns(columns)}")
+
+
+def _shown_columns(columns: list[str]) -> str:
+    """The columns found, as a list; a long list (a first line that is data, not a header) is shortened."""
+    listed = ", ".join(shown(column) for column in columns[:_SHOWN_COLUMNS])
+    more = f", ... ({len(columns):,} columns)" if len(columns) > _SHOWN_COLUMNS else ""
+    return f"[{listed}{more}]"
 
 
 def _format_name(sep: str) -> str:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from kmexp.config.validation import check_data, check_languages, raise_problems
 from kmexp.data.files import read_split
-from kmexp.data.splits import Split, Splits, concat_splits, make_splits
+from kmexp.data.splits import Split, Splits, TextLimit, concat_splits, make_splits
 from kmexp.errors import DataError
 from kmexp.languages import (  # noqa: F401  (kmexp.data exports the codes)
     SHIPPED_SUMS,
@@ -63,7 +63,8 @@ class SIB200:
     so early stopping sees every language's dev, and each language's test split
     is also kept on its own (`Splits.eval_tests`) to be scored per language.
     `eval_codes` adds the test split of more languages (zero-shot transfer).
-    Every file goes through the same check (local copy) or verified download.
+    Every file goes through the same check (local copy) or verified download,
+    and every text through the same length limit (`max_chars`, `on_long_text`).
     """
 
     def __init__(
@@ -74,13 +75,17 @@ class SIB200:
         base_url: str,
         commit: str,
         timeout_s: float,
+        max_chars: int,
+        on_long_text: str,
         codes: list[str] | str | None = None,
         eval_codes: list[str] | str | None = None,
     ):
         self._sums = shipped_sums()
         valid = codes_in(self._sums)
         # The rules validate() applies, for a caller that skipped it.
-        data = {"root": root, "commit": commit, "timeout_s": timeout_s}
+        data = {
+            "root": root, "commit": commit, "timeout_s": timeout_s, "max_chars": max_chars, "on_long_text": on_long_text,
+        }
         raise_problems([*check_languages(code, codes, eval_codes, valid), *check_data(data)])
         self.root = root
         self.code = code
@@ -94,12 +99,13 @@ class SIB200:
         self.base_url = base_url.rstrip("/")
         self.commit = commit
         self.timeout_s = timeout_s
+        self.limit = TextLimit(max_chars, on_long_text)
 
     def load(self) -> Splits:
         """Read train/dev/test of the training language(s) and the eval test splits, downloading first if needed."""
         # Language by language (train, dev, test, train, dev, test, ...): files[i::3] is one split of every language.
         files = [path for code in self.codes for path in self._paths(code, SPLIT_FILES)]
-        read = {path: _read(path) for path in files}
+        read = {path: self._read(path) for path in files}
         train, dev, test = (
             _pooled([read[path] for path in files[i :: len(SPLIT_FILES)]], self.codes) for i in range(len(SPLIT_FILES))
         )
@@ -108,10 +114,13 @@ class SIB200:
             # A training language's test is already read; a language only tested on adds its test file alone.
             [path] = self._paths(code, [TEST_FILE])
             if path not in read:
-                read[path] = _read(path)
+                read[path] = self._read(path)
                 files.append(path)
             eval_tests[code] = read[path]
-        return make_splits(train, dev, test, files, eval_tests)
+        return make_splits(train, dev, test, files, eval_tests, self.limit)
+
+    def _read(self, path: Path) -> Split:
+        return read_split(path, TEXT_COLUMN, LABEL_COLUMN, self.limit)
 
     def _paths(self, code: str, names: Sequence[str]) -> list[Path]:
         """Paths of one language's files, checked in the local copy or downloaded and verified into the cache."""
@@ -147,10 +156,6 @@ class SIB200:
 
     def _url(self, code: str, name: str) -> str:
         return f"{self.base_url}/{self.commit}/data/annotated/{code}/{name}"
-
-
-def _read(path: Path) -> Split:
-    return read_split(path, TEXT_COLUMN, LABEL_COLUMN)
 
 
 def _pooled(splits: list[Split], codes: list[str]) -> Split:
