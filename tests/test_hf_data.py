@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import FILLER, TOPICS, run_cli
+from conftest import FILLER, TOPICS, run_cli, shared_data_options
 from hydra import compose, initialize_config_dir
 
 from kmexp.config.validation import validate
@@ -91,6 +91,7 @@ def hf(path, tmp_path: Path, **options) -> HFDataset:
         "splits": {"train": "train", "dev": "validation", "test": "test"},
         "text_column": "text", "label_column": "label", "locale": "en", "locale_config": None,
         "locale_filter": None, "dev_fraction": 0.1, "seed": 0, "cache_dir": str(tmp_path / "hf_cache"), "timeout_s": 10,
+        **shared_data_options(),
     }
     return HFDataset(**{**settings, **options})
 
@@ -142,6 +143,21 @@ def test_parquet_without_a_dev_split_gets_a_seeded_stratified_dev_split(tmp_path
     record = first.info["dataset"]
     assert record["splits"]["dev"] is None and record["rows"] == {"train": 30, "test": 12}
     assert record["data_files"] == files and record["builder_hash"]
+
+
+def test_long_texts_are_cut_or_refused_naming_the_split_and_row(tmp_path):
+    """data.max_chars and data.on_long_text hold for Hub datasets as for every other source."""
+    split = split_rows("fr")
+    split["test"][1]["text"] = "x" * 500
+    files = {name: str(write_csv(tmp_path / f"{name}.csv", split_rows_)) for name, split_rows_ in split.items()}
+    options = {"data_files": files, "max_chars": 100}
+
+    cut = hf("csv", tmp_path, **options).load()
+    assert max(len(text) for text in cut.test.texts) == 100
+    assert cut.info["truncated"] == {"train": 0, "dev": 0, "test": 1}
+    with pytest.raises(DataError) as refused:
+        hf("csv", tmp_path, on_long_text="error", **options).load()
+    assert str(refused.value).startswith("csv/test: row 1 has a text of 500 characters, more than data.max_chars=100")
 
 
 def test_csv_through_data_files_keeps_string_labels(tmp_path):
@@ -299,7 +315,7 @@ def test_a_hub_id_offline_without_a_cached_copy_fails_in_one_line(tmp_path):
         f"    HFDataset(path='kmexp-tests/absent', name=None, revision=None, data_files=None,"
         " splits={'train': 'train', 'dev': None, 'test': 'test'}, text_column='text', label_column='label',"
         " locale='en', locale_config=None, locale_filter=None, dev_fraction=0.1, seed=0,"
-        f" cache_dir={str(cache)!r}, timeout_s=5).load()\n"
+        f" cache_dir={str(cache)!r}, timeout_s=5, max_chars=100000, on_long_text='truncate').load()\n"
         "except DataError as err:\n"
         "    print(err)\n"
     )

@@ -98,15 +98,16 @@ def read_split(path: Path, text_column: str, label_column: str, limit: TextLimit
     if not texts:
         raise DataError(f"{path}: the file has no data rows")
     if limit.on_long_text == "error":
-        _refuse_long_texts(path, texts, rows, limit.max_chars)
+        refuse_long_texts(path, texts, rows, limit.max_chars)
     return Split(texts=texts, labels=labels, source=str(path))
 
 
-def _refuse_long_texts(path: Path, texts: list[str], rows: Iterable[str], max_chars: int) -> None:
+def refuse_long_texts(source: str | Path, texts: list[str], rows: Iterable[str], max_chars: int) -> None:
+    """``data.on_long_text=error``: the first text longer than ``max_chars``, named by its source and row."""
     for text, row in zip(texts, rows):
         if len(text) > max_chars:
             raise DataError(
-                f"{path}: {row} has a text of {len(text):,} characters, more than data.max_chars={max_chars}; "
+                f"{source}: {row} has a text of {len(text):,} characters, more than data.max_chars={max_chars}; "
                 "shorten it, raise data.max_chars, or set data.on_long_text=truncate to cut such texts"
             )
 

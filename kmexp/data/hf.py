@@ -26,8 +26,8 @@ from pathlib import Path
 
 from kmexp.compat import dataset_fingerprint, hub_offline, packaged_builders
 from kmexp.config.validation import check_data, raise_problems
-from kmexp.data.files import stratified_split
-from kmexp.data.splits import Split, Splits, make_splits
+from kmexp.data.files import refuse_long_texts, stratified_split
+from kmexp.data.splits import Split, Splits, TextLimit, make_splits
 from kmexp.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,8 @@ class HFDataset:
     `splits` maps kmexp's train, dev and test to the dataset's split names; a
     null dev carves a seeded stratified share of train (`dev_fraction`), as
     `data=files` does. ClassLabel labels become their names; other labels are
-    kept as their text.
+    kept as their text. Texts longer than `max_chars` are cut, or refused with
+    `on_long_text="error"` (`TextLimit`), as in every other source.
     """
 
     def __init__(
@@ -65,10 +66,13 @@ class HFDataset:
         seed: int,
         cache_dir: str | None,
         timeout_s: float,
+        max_chars: int,
+        on_long_text: str,
     ):
         # The rules validate() applies, for a caller that skipped it.
         options = {"path": path, "name": name, "splits": splits, "locale": locale, "locale_config": locale_config,
-                   "locale_filter": locale_filter, "dev_fraction": dev_fraction, "timeout_s": timeout_s}
+                   "locale_filter": locale_filter, "dev_fraction": dev_fraction, "timeout_s": timeout_s,
+                   "max_chars": max_chars, "on_long_text": on_long_text}
         raise_problems(check_data(options))
         self.path = path
         self.name = name
@@ -87,6 +91,7 @@ class HFDataset:
         self.seed = seed
         self.cache_dir = cache_dir
         self.timeout_s = timeout_s
+        self.limit = TextLimit(max_chars, on_long_text)
 
     @property
     def config_name(self) -> str | None:
@@ -107,7 +112,7 @@ class HFDataset:
             train, dev = stratified_split(train, self.dev_fraction, self.seed)
         else:
             dev = read["dev"]
-        splits = make_splits(train, dev, test, [])
+        splits = make_splits(train, dev, test, [], limit=self.limit)
         return dataclasses.replace(splits, info={**splits.info, "dataset": self._record(dataset, where)})
 
     # --- opening --------------------------------------------------------------------------------
@@ -209,6 +214,8 @@ class HFDataset:
             rows, source = self._filtered(rows, source)
         texts = ["" if text is None else str(text) for text in rows[self.text_column]]
         labels = _label_names(split.features[self.label_column], rows[self.label_column], source, self.label_column)
+        if self.limit.on_long_text == "error":
+            refuse_long_texts(source, texts, (f"row {i}" for i in range(len(texts))), self.limit.max_chars)
         return Split(texts=texts, labels=labels, source=source)
 
     def _require_columns(self, split, source: str) -> None:
