@@ -19,3 +19,10 @@ class DataError(KmexpError):
 
 class DeviceError(KmexpError):
     """The requested hardware is not available on this machine."""
+
+
+class StorageError(KmexpError):
+    """A file or folder kmexp must write cannot be written: a full disk, a read-only folder, a run folder in use.
+
+    The message names the path.
+    """
