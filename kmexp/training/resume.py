@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from kmexp import compat
 from kmexp.errors import ConfigError
-from kmexp.runs import atomic_write, write_json
+from kmexp.runs import atomic_write, write_json, writing
 
 log = logging.getLogger("kmexp.training")
 
@@ -72,7 +72,7 @@ class TrainingBackup(keras.callbacks.Callback):
         self._last_backup = time.monotonic()
         self.folder.mkdir(parents=True, exist_ok=True)
         weights = f"epoch-{epoch + 1:05d}.weights.h5"
-        self.model.save_weights(self.folder / weights)
+        _save_weights(self.model, self.folder / weights)
         stopping = self._early_stopping_state()
         write_json(self.folder / self.LATEST, {"epoch": epoch + 1, "weights": weights, "early_stopping": stopping})
         self._remove_all_but({self.LATEST, weights, stopping["best_weights"]})
@@ -152,6 +152,20 @@ class SkipShuffles(keras.callbacks.Callback):
 def resumed_epoch(model: keras.Model) -> int:
     """The epoch training starts from: 0, or the epochs restored by TrainingBackup."""
     return compat.initial_epoch(model)
+
+
+def _save_weights(model: keras.Model, path: Path) -> None:
+    """``model.save_weights``; a file left half-written (a full disk, an interrupt) is removed.
+
+    Not ``atomic_write``: Keras wants the name to end in ``.weights.h5``. Each backup writes a new file,
+    and ``latest.json`` names it only once it is whole, so a half-written one was never used: only removed.
+    """
+    try:
+        with writing(path):
+            model.save_weights(path)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
 
 
 def _save_arrays(path: Path, arrays: list) -> None:
