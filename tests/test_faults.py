@@ -21,7 +21,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from conftest import files_overrides, write_small_data, write_tsv
+from conftest import files_overrides, small_disk, write_small_data, write_tsv
 from omegaconf import OmegaConf
 
 from kmexp.data.splits import Split, make_splits
@@ -201,6 +201,29 @@ def test_a_full_disk_is_one_line_naming_the_file_and_metrics_json_records_it(tmp
     left = sorted(str(p.relative_to(run_dir)) for p in run_dir.rglob("*") if p.is_file())
     assert left == [".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml", "history.csv", "kmexp.log",
                     "metrics.json"]
+
+
+@pytest.mark.slow
+def test_a_run_that_fills_a_real_disk_names_the_file_and_leaves_no_backup_behind(tmp_path):
+    data = write_small_data(tmp_path / "data")
+    with small_disk(tmp_path / "disk", "3m") as disk:
+        run_dir = disk / "run"
+        # The first backup (the weights with the optimizer's state, then early stopping's best weights) fills it.
+        result = subprocess.run(
+            [sys.executable, "-m", "kmexp", *files_overrides(data), "logger=none", "trainer.epochs=3",
+             "encoder.preprocessor.num_bins=65536", "trainer.backup_interval_s=0", f"hydra.run.dir={run_dir}"],
+            cwd=tmp_path, capture_output=True, text=True, timeout=300, env={**os.environ, "HYDRA_FULL_ERROR": "0"},
+        )
+        assert result.returncode == 1, result.stderr[-3000:]
+        line = result.stderr.strip().splitlines()[-1]
+        assert line.startswith(f"kmexp: error: cannot write {run_dir / 'backup'}/"), line
+        assert "([Errno 28] No space left on device): no space left on the device" in line
+        assert json.loads((run_dir / "metrics.json").read_text())["error"] == f"StorageError: {line[len('kmexp: error: '):]}"
+        # The unfinished backup is gone, space and all: nothing half-written, nothing a resume could trip on.
+        assert not [p for p in (run_dir / "backup").rglob("*") if p.is_file()]
+        left = sorted(str(p.relative_to(run_dir)) for p in run_dir.rglob("*") if p.is_file())
+        assert left == [".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml", "history.csv",
+                        "kmexp.log", "metrics.json"]
 
 
 # --- in-process: what a resume restores --------------------------------------------------------

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import small_disk
 
 from kmexp.errors import StorageError
 from kmexp.runs import (
@@ -160,21 +161,6 @@ def test_a_busy_folder_is_refused_naming_the_pid_and_a_dead_holders_lock_is_take
         pass
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A real 1 MiB file system (tmpfs), for a disk that fills up; skipped where this process may not mount one."""
-    folder = tmp_path / "disk"
-    folder.mkdir()
-    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)], capture_output=True,
-                           text=True)
-    if mount.returncode != 0:
-        pytest.skip(f"no tmpfs mount here (needs root and CAP_SYS_ADMIN): {mount.stderr.strip()}")
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", str(folder)], check=True)
-
-
 def _fill(disk: Path, name: str) -> None:
     """Write ``disk/name`` until the file system has no space left."""
     fd = os.open(disk / name, os.O_WRONLY | os.O_CREAT)
@@ -187,22 +173,23 @@ def _fill(disk: Path, name: str) -> None:
         os.close(fd)
 
 
-def test_on_a_full_disk_metrics_json_still_records_the_failure(small_disk):
-    run_dir = small_disk / "run"
-    failed = RunRecord(status="failed", error="StorageError: cannot write model.keras")
-    with RunLock(run_dir):
-        _fill(small_disk, "filler")
-        # The disk is full: a write fails in one line naming its file, and leaves no partial file.
-        with pytest.raises(StorageError, match=re.escape(f"cannot write {run_dir / 'model.keras'} ([Errno 28]")):
-            atomic_write(run_dir / "model.keras", lambda tmp: tmp.write_bytes(b"\0" * 100_000))
-        assert sorted(os.listdir(run_dir)) == [LOCK_FILE]
-        # metrics.json is written in the room the run's lock file kept.
-        failed.write(run_dir)
-        assert RunRecord.read(run_dir).error == failed.error
-    assert sorted(os.listdir(run_dir)) == [METRICS_FILE]
+def test_on_a_full_disk_metrics_json_still_records_the_failure(tmp_path):
+    with small_disk(tmp_path / "disk", "1m") as disk:
+        run_dir = disk / "run"
+        failed = RunRecord(status="failed", error="StorageError: cannot write model.keras")
+        with RunLock(run_dir):
+            _fill(disk, "filler")
+            # The disk is full: a write fails in one line naming its file, and leaves no partial file.
+            with pytest.raises(StorageError, match=re.escape(f"cannot write {run_dir / 'model.keras'} ([Errno 28]")):
+                atomic_write(run_dir / "model.keras", lambda tmp: tmp.write_bytes(b"\0" * 100_000))
+            assert sorted(os.listdir(run_dir)) == [LOCK_FILE]
+            # metrics.json is written in the room the run's lock file kept.
+            failed.write(run_dir)
+            assert RunRecord.read(run_dir).error == failed.error
+        assert sorted(os.listdir(run_dir)) == [METRICS_FILE]
 
-    # Without a lock there is no kept room: the one line names metrics.json.
-    _fill(small_disk, "more")
-    with pytest.raises(StorageError, match=re.escape(f"cannot write {run_dir / METRICS_FILE} ([Errno 28]")):
-        RunRecord(status="failed", error="x" * 8192).write(run_dir)
-    assert RunRecord.read(run_dir).error == failed.error  # the earlier record stays whole
+        # Without a lock there is no kept room: the one line names metrics.json.
+        _fill(disk, "more")
+        with pytest.raises(StorageError, match=re.escape(f"cannot write {run_dir / METRICS_FILE} ([Errno 28]")):
+            RunRecord(status="failed", error="x" * 8192).write(run_dir)
+        assert RunRecord.read(run_dir).error == failed.error  # the earlier record stays whole
