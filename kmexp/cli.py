@@ -10,6 +10,10 @@ Hydra composing the config (an unknown key, group option or type), or training.
 In a sweep (``-m``), a failed job is recorded in its ``metrics.json`` and the
 sweep goes on; ``kmexp.sweep.SweepCallback`` reports the failures and exits
 non-zero at the end.
+
+One run at a time writes in a run folder (``kmexp.runs.RunLock``): a single run
+claims its folder in ``RunFolderCallback``, before Hydra writes there; a sweep
+job claims its job folder when it starts.
 """
 
 from __future__ import annotations
@@ -31,16 +35,17 @@ from typing import NoReturn
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException, MissingConfigException, OverrideParseException
+from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from kmexp.config import register_configs
-from kmexp.errors import KmexpError, capped
+from kmexp.errors import KmexpError, StorageError, capped
 from kmexp.paths import config_dir, group_options, is_option, option_names
 from kmexp.provenance import versions
 from kmexp.report.summary import end_lines, shown_path, summary_table
-from kmexp.runs import completed_record, experiment_overrides, keep_completed
+from kmexp.runs import RunLock, check_writable, completed_record, experiment_overrides, keep_completed
 from kmexp.secrets import Secrets, redact_log_records
 from kmexp.sweep import sweep_group
 from kmexp.tf_logs import start_tensorflow
@@ -67,7 +72,7 @@ def run(cfg: DictConfig) -> float:
     # Redacted here, so that metrics.json, W&B tags and progress lines never see a pasted secret.
     overrides = Secrets.from_environ().data(experiment_overrides(list(hydra_cfg.overrides.task)))
     if hydra_cfg.mode == RunMode.MULTIRUN:
-        return _sweep_job(cfg, hydra_cfg, run_dir, overrides)
+        return _locked_sweep_job(cfg, hydra_cfg, run_dir, overrides)
     try:
         record = train(cfg, run_dir, overrides, choices=_choices(hydra_cfg))
     except Exception as err:
@@ -85,6 +90,20 @@ def _log_to_file(line: str) -> None:
     for handler in logging.getLogger().handlers:
         if isinstance(handler, logging.FileHandler) and record.levelno >= handler.level:
             handler.handle(record)
+
+
+def _locked_sweep_job(cfg: DictConfig, hydra_cfg: DictConfig, run_dir: Path, overrides: list[str]) -> float | None:
+    """A sweep job in its claimed job folder; refused (None) while another run uses that folder."""
+    lock = RunLock(run_dir)
+    try:
+        lock.acquire()
+    except StorageError as err:  # the other run's files stay as they are: this job writes nothing
+        log.error("job refused: %s", err)
+        return None
+    try:
+        return _sweep_job(cfg, hydra_cfg, run_dir, overrides)
+    finally:
+        lock.release()
 
 
 def _sweep_job(cfg: DictConfig, hydra_cfg: DictConfig, run_dir: Path, overrides: list[str]) -> float | None:
@@ -139,6 +158,40 @@ def _choices(hydra_cfg: DictConfig) -> dict[str, str | None]:
         for group, option in hydra_cfg.runtime.choices.items()
         if not group.startswith("hydra/")
     }
+
+
+class RunFolderCallback(Callback):
+    """Checks the folder a run or sweep writes in, and claims a single run's folder, before Hydra writes there.
+
+    Hydra opens ``kmexp.log`` and saves ``.hydra/`` in the run folder before the
+    task function runs: a read-only folder would fail as "Unable to configure
+    handler 'file'", and a second run into a busy folder would overwrite the first
+    one's saved config. Registered in ``conf/config.yaml``, before ``SweepCallback``.
+    Hydra turns a callback's ``Exception`` into a warning and goes on, so a refusal
+    is raised as ``RunFailed``, which ``main`` prints as one line.
+    """
+
+    def __init__(self):
+        self._lock: RunLock | None = None
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        run_dir = Path(config.hydra.run.dir)
+        try:
+            check_writable(run_dir, "hydra.run.dir")
+            self._lock = RunLock(run_dir).acquire()
+        except StorageError as err:
+            raise RunFailed(err) from None
+
+    def on_run_end(self, config: DictConfig, **kwargs) -> None:
+        # Not called when the run fails or is interrupted: then the lock goes when the process ends.
+        if self._lock is not None:
+            self._lock.release()
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        try:
+            check_writable(Path(config.hydra.sweep.dir), "hydra.sweep.dir")
+        except StorageError as err:
+            raise RunFailed(err) from None
 
 
 class RunFailed(BaseException):
@@ -270,6 +323,9 @@ def _error_line(err: BaseException) -> str:
         return _hydra_line(err)
     if isinstance(err, OmegaConfBaseException):
         return _omegaconf_line(err)
+    if isinstance(err.__cause__, OSError) and str(err).startswith("Unable to configure handler"):
+        # Hydra opening kmexp.log in a job folder it cannot write in (a read-only folder of a resumed sweep).
+        return f"{err.__cause__.filename}: cannot open the log file ({err.__cause__.strerror}); make its folder writable"
     # Anything else (a NaN loss, a Keras or TensorFlow error, a bug): its type says where it came from.
     return f"{type(err).__name__}: {_lines(str(err))[0]} (set {FULL_ERROR}=1 for the traceback)"
 

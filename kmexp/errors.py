@@ -21,6 +21,13 @@ class DeviceError(KmexpError):
     """The requested hardware is not available on this machine."""
 
 
+class StorageError(KmexpError):
+    """A file or folder kmexp must write cannot be written: a full disk, a read-only folder, a run folder in use.
+
+    The message names the path.
+    """
+
+
 # The longest error line printed, its "kmexp: error: " included: a longer message is cut in the middle, since
 # a message can quote a value as long as a line of a data file. The message itself leaves room for the prefix.
 MAX_LINE = 500

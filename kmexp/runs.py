@@ -9,6 +9,7 @@ One module owns the layout, so no other module spells a file name or walks
     <run>/backup/            the training state while a run trains (resume); removed at the end
     <run>/.hydra/            Hydra's saved config, hydra config and overrides
     <run>/report.md, report.html, report_plots/   the run's report, when ``kmexp-report RUN_DIR`` writes it
+    <run>/.kmexp.lock        while a run runs: its pid (RunLock); removed at the end
 
 A sweep folder holds one run folder per job (``0/``, ``1/``, ...), ``sweep.json``, and
 the report: ``results.csv``, ``report.md``, ``report.html`` and ``report_plots/``.
@@ -18,17 +19,24 @@ know are kept in ``extra`` and written back unchanged.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
+import errno
+import fcntl
 import json
 import math
 import os
 import socket
+import stat
 import tempfile
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from kmexp.errors import StorageError
 
 METRICS_FILE = "metrics.json"
 MODEL_FILE = "model.keras"
@@ -48,6 +56,18 @@ HYDRA_FILES = ("config.yaml", "hydra.yaml", OVERRIDES_FILE)  # what Hydra saves 
 MULTIRUN_FILE = "multirun.yaml"  # in a sweep folder: the sweep's whole config, as Hydra saved it
 # Overrides that steer the sweep itself rather than the experiment: left out of a job's recorded overrides.
 CONTROL_KEYS = ("resume",)
+# Held while a run runs in the folder (RunLock): its pid, then room kept for its last metrics.json.
+LOCK_FILE = ".kmexp.lock"
+# Room the lock file keeps while a run runs, given back to write metrics.json when the disk is full. A failed
+# run's record is a few KB; a completed one with the scores of all 205 SIB-200 languages about 32 KB.
+RESERVED_BYTES = 256 * 1024
+# The errors of a full disk, what they mean and what to do.
+DISK_FULL = {
+    errno.ENOSPC: "no space left on the device; free some space, or pick a folder on another disk",
+    errno.EDQUOT: "disk quota exceeded; free some space, or pick a folder on another disk",
+    errno.EFBIG: "larger than a file may be here (ulimit -f, or the file system's limit); raise the limit, "
+    "or pick a folder on another disk",
+}
 
 
 # --- writing files whole ------------------------------------------------------
@@ -62,16 +82,34 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
-    os.close(fd)
-    tmp = Path(tmp)
+    with writing(path):
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
+        os.close(fd)
+        tmp = Path(tmp)
+        try:
+            write(tmp)
+            os.chmod(tmp, 0o644)  # mkstemp makes the file private; results are meant to be shared
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # a full disk leaves no half file behind, and its space is free again
+            raise
+
+
+@contextlib.contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """Turn a full disk (a quota, a file size limit) while writing ``path`` into a StorageError naming ``path``."""
     try:
-        write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes the file private; results are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        yield
+    except OSError as err:
+        if err.errno not in DISK_FULL:
+            raise
+        raise _disk_full(path, err) from err
+
+
+def _disk_full(path: Path, err: OSError) -> StorageError:
+    return StorageError(
+        f"cannot write {path} ([Errno {err.errno}] {os.strerror(err.errno)}): {DISK_FULL[err.errno]}"
+    )
 
 
 def write_text(path: Path, text: str) -> None:
@@ -211,7 +249,16 @@ class RunRecord:
         return cls(**values, extra={key: value for key, value in payload.items() if key not in known})
 
     def write(self, run_dir: Path) -> None:
-        write_json(Path(run_dir) / METRICS_FILE, self.to_json())
+        """Write ``metrics.json``; on a full disk, with the room this process's RunLock kept for it."""
+        path = Path(run_dir) / METRICS_FILE
+        try:
+            write_json(path, self.to_json())
+        except StorageError:
+            # The record of a run that failed because the disk is full must still be written: the lock
+            # file gives back the room it kept, and the write is tried once more.
+            if not _free_reserve(Path(run_dir) / LOCK_FILE):
+                raise
+            write_json(path, self.to_json())
 
     @classmethod
     def read(cls, run_dir: Path) -> RunRecord:
@@ -274,6 +321,137 @@ def _zombie(pid: int) -> bool:
     except OSError:
         return False  # no /proc (macOS): os.kill's answer stands
     return stat.rpartition(")")[2].split()[:1] == ["Z"]
+
+
+# --- one run at a time in a run folder -------------------------------------------
+
+
+class RunLock:
+    """A run folder claimed by one process: ``with RunLock(run_dir):``, or ``acquire()`` then ``release()``.
+
+    The claim is an exclusive ``flock`` on ``LOCK_FILE``, which holds the pid for the
+    message another run gets. The kernel drops a flock when its process dies, however
+    it dies (``kill -9`` included), so a lock file left behind by a dead run is simply
+    taken over. ``release()`` removes the file; so does the end of the process, or the
+    lock being garbage-collected, when a failure or an interrupt skips ``release()``.
+    While held, the file also keeps ``RESERVED_BYTES`` of disk for ``metrics.json``
+    (see ``RunRecord.write``).
+    """
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / LOCK_FILE
+        self._release = None
+
+    def acquire(self) -> RunLock:
+        """Claim the folder (made if missing), or raise StorageError naming it and the pid that holds it."""
+        if self._release is not None and self._release.alive:
+            return self  # already held by this lock
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        fd = self._locked_fd()
+        self._release = weakref.finalize(self, _unlock, fd, self.path)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        try:
+            os.posix_fallocate(fd, 0, RESERVED_BYTES)
+        except OSError as err:
+            if err.errno in DISK_FULL:
+                self.release()
+                raise _disk_full(self.path, err) from err
+            # Any other error: a file system that cannot allocate ahead; the run goes on without the room.
+        return self
+
+    def release(self) -> None:
+        """Give the folder up (and remove the lock file); a no-op when not held."""
+        if self._release is not None:
+            self._release()
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc_info) -> None:
+        self.release()
+
+    def _locked_fd(self) -> int:
+        """An open descriptor of the lock file, flocked by this process."""
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _lock_holder(fd)
+                os.close(fd)
+                raise StorageError(
+                    f"{self.run_dir}: this run folder is in use by another kmexp run "
+                    f"(pid {'unknown' if holder is None else holder}, {LOCK_FILE}); "
+                    "wait for it to end, or pick another folder"
+                ) from None
+            # The holder may have removed the file between our open and flock: lock the file now at the path.
+            if _same_file(fd, self.path):
+                return fd
+            os.close(fd)
+
+
+def _lock_holder(fd: int) -> int | None:
+    """The pid a lock file names; None while its holder has not written it yet."""
+    text = os.pread(fd, 32, 0).split(b"\0", 1)[0].strip()
+    return int(text) if text.isdigit() else None
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except FileNotFoundError:
+        return False
+
+
+def _unlock(fd: int, path: Path) -> None:
+    # Removed while still locked, so that no other run locks a file that is about to vanish.
+    if _same_file(fd, path):
+        path.unlink(missing_ok=True)
+    os.close(fd)
+
+
+def _free_reserve(lock_path: Path) -> bool:
+    """Give back the room this process's lock file keeps (its pid stays); False when there is none to give."""
+    try:
+        with open(lock_path, "rb") as f:
+            head = f.read(32)
+        size = lock_path.stat().st_size
+    except OSError:
+        return False
+    pid = head.split(b"\0", 1)[0]
+    if pid.strip() != str(os.getpid()).encode() or size <= len(pid):
+        return False
+    os.truncate(lock_path, len(pid))
+    return True
+
+
+def check_writable(folder: Path, key: str) -> None:
+    """Refuse, in one line, a run or sweep folder this process cannot write in (or make).
+
+    Checked with ``os.access``, as the kernel would decide: root may write in a
+    ``chmod 555`` folder, nobody in a read-only file system. ``key`` is the
+    setting that named the folder (``hydra.run.dir``, ``hydra.sweep.dir``).
+    """
+    folder = Path(folder).absolute()
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or os.access(existing, os.W_OK | os.X_OK):
+        return  # a file in the way: Hydra's own error names it
+    where = "the folder" if existing == folder else f"{existing}, where it would be made,"
+    raise StorageError(
+        f"{key}={folder}: {where} is not writable ({_why_not_writable(existing)}); "
+        "make it writable, or pick another folder"
+    )
+
+
+def _why_not_writable(folder: Path) -> str:
+    if os.statvfs(folder).f_flag & os.ST_RDONLY:
+        return "read-only file system"
+    st = folder.stat()
+    return f"permission denied: {stat.filemode(st.st_mode)}, owner uid {st.st_uid}, kmexp runs as uid {os.geteuid()}"
 
 
 # --- job folders and overrides --------------------------------------------------

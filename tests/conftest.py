@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import random
@@ -141,3 +142,20 @@ def sib200_dir() -> Path:
     if not root:
         pytest.skip("KMEXP_DATA_DIR is not set")
     return Path(root)
+
+
+@contextlib.contextmanager
+def small_disk(folder: Path, size: str):
+    """``folder`` as a real file system of ``size`` (tmpfs: ``"1m"``), that a run can fill up; unmounted after.
+
+    Skips the test where this process may not mount (it needs root and CAP_SYS_ADMIN).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True,
+                           text=True)
+    if mount.returncode != 0:
+        pytest.skip(f"no tmpfs mount here (needs root and CAP_SYS_ADMIN): {mount.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)

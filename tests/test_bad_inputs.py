@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -210,6 +213,72 @@ def test_a_script_label_in_a_one_job_sweep_is_escaped_in_report_html(runs):
     page = (folder / "sweep" / "report.html").read_text(encoding="utf-8")
     assert SCRIPT_LABEL not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+# --- a folder kmexp cannot write in ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def read_only_folder(tmp_path):
+    """An existing folder (holding one earlier file) that this process cannot write in.
+
+    ``chmod 555`` for a normal user; root writes through permission bits, so for root the folder
+    becomes a read-only bind mount of itself (skipped where root may not mount).
+    """
+    folder = tmp_path / "readonly"
+    folder.mkdir()
+    (folder / "earlier.txt").write_text("kept", encoding="utf-8")
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o755)
+        return
+    for command in (["mount", "--bind", str(folder), str(folder)], ["mount", "-o", "remount,bind,ro", str(folder)]):
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            subprocess.run(["umount", str(folder)], capture_output=True)
+            pytest.skip(f"running as root, and no read-only bind mount here: {done.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_read_only_run_or_sweep_folder_is_refused_in_one_line(read_only_folder, small_data, tmp_path):
+    why = "read-only file system" if os.geteuid() == 0 else "permission denied: dr-xr-xr-x"
+    common = [*files_overrides(small_data), "logger=none"]
+    cases = {
+        # key=value given -> the folder the message names as not writable
+        f"hydra.run.dir={read_only_folder}": "the folder",
+        f"hydra.run.dir={read_only_folder / 'new' / 'run'}": f"{read_only_folder}, where it would be made,",
+        f"hydra.sweep.dir={read_only_folder}": "the folder",
+    }
+    for setting, where in cases.items():
+        result = run_cli([*(["-m", "seed=0,1"] if setting.startswith("hydra.sweep") else []), *common, setting], cwd=tmp_path)
+        assert result.returncode == 1
+        # Refused before Hydra opens kmexp.log there, and before TensorFlow loads: the only line on stderr.
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1, result.stderr[-2000:]
+        assert lines[0].startswith(f"kmexp: error: {setting}: {where} is not writable ({why}"), lines[0]
+        assert lines[0].endswith("); make it writable, or pick another folder"), lines[0]
+        assert os.listdir(read_only_folder) == ["earlier.txt"]
+
+    # A job folder Hydra cannot open kmexp.log in (a read-only job folder of a resumed sweep): the error Hydra
+    # raises, as logging raises it, is explained in one line too.
+    log_file = read_only_folder / "kmexp.log"
+    script = (
+        "import logging.config, sys\n"
+        "from kmexp.cli import error_line\n"
+        "handler = {'class': 'logging.FileHandler', 'filename': sys.argv[1]}\n"
+        "try:\n"
+        "    logging.config.dictConfig({'version': 1, 'handlers': {'file': handler}})\n"
+        "except ValueError as err:\n"
+        "    print(error_line(err))\n"
+    )
+    explained = subprocess.run([sys.executable, "-c", script, str(log_file)], capture_output=True, text=True,
+                               check=True).stdout.strip()
+    reason = "Read-only file system" if os.geteuid() == 0 else "Permission denied"
+    assert explained == f"{log_file}: cannot open the log file ({reason}); make its folder writable"
 
 
 # --- the one line, in process ----------------------------------------------------------------------------

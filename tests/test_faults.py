@@ -11,6 +11,7 @@ import csv
 import json
 import logging
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -20,13 +21,13 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from conftest import files_overrides, write_small_data, write_tsv
+from conftest import files_overrides, small_disk, write_small_data, write_tsv
 from omegaconf import OmegaConf
 
 from kmexp.data.splits import Split, make_splits
 from kmexp.errors import ConfigError
 from kmexp.optim import LBFGS
-from kmexp.runs import save_model
+from kmexp.runs import LOCK_FILE, save_model
 from kmexp.training.callbacks import HistoryCSV, NonFiniteLoss, StopOnNonFiniteLoss, StopReason
 from kmexp.training.loops import fit
 from kmexp.training.resume import TrainingBackup
@@ -88,6 +89,7 @@ def _kill_mid_training(tmp_path: Path, signum: int, logger: str = "none") -> tup
     done = _history_epochs(run_dir)
     assert done == list(range(1, len(done) + 1)) and len(done) >= 2  # from 1, like best_epoch
     backed_up = json.loads((run_dir / "backup" / "latest.json").read_text())["epoch"]
+    assert not (run_dir / LOCK_FILE).exists()  # the folder was given up: the rerun can resume there
     return run_dir, common, backed_up
 
 
@@ -184,6 +186,118 @@ def test_a_killed_run_stays_running_reads_as_interrupted_and_a_rerun_finishes_it
     assert metrics["resumed_from_epoch"] == backed_up and metrics["epochs_run"] == epochs
     assert _history_epochs(run_dir) == list(range(1, epochs + 1))
     assert metrics["wandb"]["id"] != wandb_run["id"]
+
+
+# --- two runs into one run folder ---------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_second_run_into_a_busy_folder_is_refused_and_the_first_finishes(tmp_path):
+    data = write_small_data(tmp_path / "data")
+    run_dir = tmp_path / "run"
+    # A lock file left by a run killed with SIGKILL: the kernel dropped its flock, so the next run takes it over.
+    dead = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from kmexp.runs import RunLock; lock = RunLock(sys.argv[1]).acquire(); "
+         "print('held', flush=True); time.sleep(600)", str(run_dir)], stdout=subprocess.PIPE, text=True,
+    )
+    assert dead.stdout.readline().strip() == "held"
+    dead.kill()
+    dead.wait()
+    assert (run_dir / LOCK_FILE).read_text().startswith(f"{dead.pid}\n")
+
+    common = [*files_overrides(data), "logger=none", f"hydra.run.dir={run_dir}"]
+    first = _start_run([*common, "trainer.epochs=30", "trainer.patience=100000"], cwd=tmp_path)
+    try:
+        _wait_for_epochs(first, run_dir, 1)
+        # Paused while it holds the folder, so the second run comes while it is busy however slow this machine is.
+        first.send_signal(signal.SIGSTOP)
+        try:
+            second = subprocess.run(
+                [sys.executable, "-m", "kmexp", *common, "trainer.epochs=1", "seed=1"], cwd=tmp_path,
+                capture_output=True, text=True, timeout=120, env={**os.environ, "HYDRA_FULL_ERROR": "0"},
+            )
+        finally:
+            first.send_signal(signal.SIGCONT)
+        output, _ = first.communicate(timeout=300)
+    finally:
+        first.kill()
+    # Refused in one line, before it wrote anything (its saved config, its log) into the folder.
+    assert second.returncode == 1
+    assert second.stderr.strip().splitlines() == [
+        f"kmexp: error: {run_dir}: this run folder is in use by another kmexp run (pid {first.pid}, {LOCK_FILE}); "
+        "wait for it to end, or pick another folder"
+    ]
+    assert "seed=1" not in (run_dir / ".hydra" / "overrides.yaml").read_text()
+    # The first run finished as if alone, and gave the folder up.
+    assert first.returncode == 0, output[-3000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and metrics["seed"] == 0 and metrics["epochs_run"] == 30
+    assert metrics["pid"] == first.pid
+    assert _history_epochs(run_dir) == list(range(1, 31))
+    assert (run_dir / "model.keras").is_file() and not (run_dir / LOCK_FILE).exists()
+
+
+# --- a full disk ---------------------------------------------------------------------------------
+
+# Below the size of a model.keras or a backup of 2^16 hashed bins (megabytes), above that of every other file
+# (the lock file keeps 256 KiB for metrics.json).
+FILE_SIZE_LIMIT = 1 << 20
+
+
+def _file_size_limit() -> None:
+    """In the child: a real kernel limit on the size of a written file (RLIMIT_FSIZE), as a full disk stops a write.
+
+    Writing past it fails with EFBIG once SIGXFSZ, which would kill the process, is ignored.
+    """
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_SIZE_LIMIT, FILE_SIZE_LIMIT))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backup_interval_s, failing", [(0, "backup/epoch-00001.weights.h5"), (60, "model.keras")])
+def test_a_full_disk_is_one_line_naming_the_file_and_metrics_json_records_it(tmp_path, backup_interval_s, failing):
+    data = write_small_data(tmp_path / "data")
+    run_dir = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "-m", "kmexp", *files_overrides(data), "logger=none", "trainer.epochs=2",
+         "encoder.preprocessor.num_bins=65536", f"trainer.backup_interval_s={backup_interval_s}",
+         f"hydra.run.dir={run_dir}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, preexec_fn=_file_size_limit,
+        env={**os.environ, "HYDRA_FULL_ERROR": "0"},
+    )
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    message = f"cannot write {run_dir / failing} ([Errno 27] File too large): larger than a file may be here"
+    assert result.stderr.strip().splitlines()[-1].startswith(f"kmexp: error: {message}")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["status"] == "failed" and metrics["error"].startswith(f"StorageError: {message}")
+    # No half-written file is left: not the backup's weights, not the model's temporary file.
+    left = sorted(str(p.relative_to(run_dir)) for p in run_dir.rglob("*") if p.is_file())
+    assert left == [".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml", "history.csv", "kmexp.log",
+                    "metrics.json"]
+
+
+@pytest.mark.slow
+def test_a_run_that_fills_a_real_disk_names_the_file_and_leaves_no_backup_behind(tmp_path):
+    data = write_small_data(tmp_path / "data")
+    with small_disk(tmp_path / "disk", "3m") as disk:
+        run_dir = disk / "run"
+        # The first backup (the weights with the optimizer's state, then early stopping's best weights) fills it.
+        result = subprocess.run(
+            [sys.executable, "-m", "kmexp", *files_overrides(data), "logger=none", "trainer.epochs=3",
+             "encoder.preprocessor.num_bins=65536", "trainer.backup_interval_s=0", f"hydra.run.dir={run_dir}"],
+            cwd=tmp_path, capture_output=True, text=True, timeout=300, env={**os.environ, "HYDRA_FULL_ERROR": "0"},
+        )
+        assert result.returncode == 1, result.stderr[-3000:]
+        line = result.stderr.strip().splitlines()[-1]
+        assert line.startswith(f"kmexp: error: cannot write {run_dir / 'backup'}/"), line
+        assert "([Errno 28] No space left on device): no space left on the device" in line
+        assert json.loads((run_dir / "metrics.json").read_text())["error"] == f"StorageError: {line[len('kmexp: error: '):]}"
+        # The unfinished backup is gone, space and all: nothing half-written, nothing a resume could trip on.
+        assert not [p for p in (run_dir / "backup").rglob("*") if p.is_file()]
+        left = sorted(str(p.relative_to(run_dir)) for p in run_dir.rglob("*") if p.is_file())
+        assert left == [".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml", "history.csv",
+                        "kmexp.log", "metrics.json"]
 
 
 # --- in-process: what a resume restores --------------------------------------------------------

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import small_disk
 
+from kmexp.errors import StorageError
 from kmexp.runs import (
+    LOCK_FILE,
     METRICS_FILE,
+    RunLock,
     RecordError,
     RunRecord,
     atomic_write,
@@ -159,3 +165,75 @@ def test_a_saved_model_is_a_keras_archive_that_loads_with_its_weights(tmp_path):
         for mine, theirs in zip(loaded.weights, model.weights, strict=True):
             np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
     assert [p.name for p in tmp_path.iterdir()] == ["model.keras"]  # no temporary left beside it
+
+
+# --- one run at a time in a run folder ---------------------------------------------------------
+
+
+def _hold_lock(run_dir: Path) -> subprocess.Popen:
+    """Another process that holds ``run_dir``'s RunLock until it is killed."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from kmexp.runs import RunLock; lock = RunLock(sys.argv[1]).acquire(); "
+         "print('held', flush=True); time.sleep(600)", str(run_dir)],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
+    )
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_a_busy_folder_is_refused_naming_the_pid_and_a_dead_holders_lock_is_taken_over(tmp_path):
+    run_dir = tmp_path / "run"
+    holder = _hold_lock(run_dir)
+    try:
+        with pytest.raises(StorageError) as refused:
+            RunLock(run_dir).acquire()
+        assert str(refused.value) == (
+            f"{run_dir}: this run folder is in use by another kmexp run (pid {holder.pid}, {LOCK_FILE}); "
+            "wait for it to end, or pick another folder"
+        )
+    finally:
+        holder.kill()  # SIGKILL: no clean-up, the lock file stays with its pid
+        holder.wait()
+    assert (run_dir / LOCK_FILE).read_bytes().startswith(f"{holder.pid}\n".encode())
+
+    with RunLock(run_dir):  # the kernel dropped the dead process's flock: taken over
+        assert (run_dir / LOCK_FILE).read_bytes().startswith(f"{os.getpid()}\n".encode())
+        with pytest.raises(StorageError, match=f"pid {os.getpid()},"):
+            RunLock(run_dir).acquire()  # one claim at a time, also within a process
+    assert not (run_dir / LOCK_FILE).exists()
+    with RunLock(run_dir):  # released: the folder can be claimed again (a rerun resumes there)
+        pass
+
+
+def _fill(disk: Path, name: str) -> None:
+    """Write ``disk/name`` until the file system has no space left."""
+    fd = os.open(disk / name, os.O_WRONLY | os.O_CREAT)
+    try:
+        while True:
+            os.write(fd, b"\0" * 4096)
+    except OSError as err:
+        assert err.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
+
+
+def test_on_a_full_disk_metrics_json_still_records_the_failure(tmp_path):
+    with small_disk(tmp_path / "disk", "1m") as disk:
+        run_dir = disk / "run"
+        failed = RunRecord(status="failed", error="StorageError: cannot write model.keras")
+        with RunLock(run_dir):
+            _fill(disk, "filler")
+            # The disk is full: a write fails in one line naming its file, and leaves no partial file.
+            with pytest.raises(StorageError, match=re.escape(f"cannot write {run_dir / 'model.keras'} ([Errno 28]")):
+                atomic_write(run_dir / "model.keras", lambda tmp: tmp.write_bytes(b"\0" * 100_000))
+            assert sorted(os.listdir(run_dir)) == [LOCK_FILE]
+            # metrics.json is written in the room the run's lock file kept.
+            failed.write(run_dir)
+            assert RunRecord.read(run_dir).error == failed.error
+        assert sorted(os.listdir(run_dir)) == [METRICS_FILE]
+
+        # Without a lock there is no kept room: the one line names metrics.json.
+        _fill(disk, "more")
+        with pytest.raises(StorageError, match=re.escape(f"cannot write {run_dir / METRICS_FILE} ([Errno 28]")):
+            RunRecord(status="failed", error="x" * 8192).write(run_dir)
+        assert RunRecord.read(run_dir).error == failed.error  # the earlier record stays whole

@@ -15,6 +15,7 @@ from hydra import compose, initialize_config_dir
 
 from kmexp.config import register_configs
 from kmexp.paths import config_dir
+from kmexp.runs import LOCK_FILE, RunLock
 from kmexp.sweep import count_jobs
 
 PROGRESS = re.compile(r"^\[kmexp sweep\] (\d+)/(\d+)  (.+?)  (completed|failed)(?: \((.*)\))?  objective (\S+)  (\S+)$")
@@ -164,6 +165,28 @@ def test_resume_reruns_only_what_did_not_complete(two_data_sets, tmp_path):
     assert f"data.train={data['late_train']}" in metrics_of(sweep_dir, 1)["overrides"]
     assert [m[5] for m in progress_lines(resumed.stdout)] == ["kept from the earlier sweep", None]
     assert not any("resume=" in o for o in metrics_of(sweep_dir, 1)["overrides"])
+
+
+@pytest.mark.slow
+def test_a_job_whose_folder_another_run_holds_is_refused_and_a_resume_runs_it(small_data, tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    args = ["-m", *files_overrides(small_data), "seed=0,1", "trainer.epochs=2", "logger=none",
+            f"hydra.sweep.dir={sweep_dir}"]
+    with RunLock(sweep_dir / "0"):  # held by this test's process while the sweep runs
+        busy = run_cli(args, cwd=tmp_path)
+    assert busy.returncode != 0
+    assert f"job refused: {sweep_dir / '0'}: this run folder is in use by another kmexp run (pid {os.getpid()}," in (
+        busy.stdout + busy.stderr
+    )
+    assert not (sweep_dir / "0" / "metrics.json").exists()  # the refused job wrote no record over the other run's
+    assert metrics_of(sweep_dir, 1)["status"] == "completed"
+
+    # Each job gave its folder up at its end: resuming runs the refused job and keeps the other.
+    resumed = run_cli([*args[:-1], f"resume={sweep_dir}"], cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert metrics_of(sweep_dir, 0)["status"] == "completed"
+    assert metrics_of(sweep_dir, 1)["kept_on_resume"] is True
+    assert not list(sweep_dir.rglob(LOCK_FILE))
 
 
 def test_resume_into_a_new_folder_runs_everything(small_data, tmp_path):

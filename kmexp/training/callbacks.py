@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from kmexp.errors import KmexpError
 from kmexp.metrics import confusion_matrix
-from kmexp.runs import write_text
+from kmexp.runs import write_text, writing
 
 log = logging.getLogger("kmexp.training")
 
@@ -130,8 +130,9 @@ class HistoryCSV(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if self._file is None:
             self._open(epochs_done=epoch, keys=sorted(logs))
-        self._writer.writerow([epoch + 1, *(logs.get(key, "NA") for key in self._keys)])
-        self._file.flush()
+        with writing(self.path):
+            self._writer.writerow([epoch + 1, *(logs.get(key, "NA") for key in self._keys)])
+            self._file.flush()
 
     def on_train_end(self, logs=None):
         if self._file is not None:

@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from kmexp import compat
 from kmexp.errors import ConfigError
-from kmexp.runs import atomic_write, write_json
+from kmexp.runs import atomic_write, read_json, write_json, writing
 
 log = logging.getLogger("kmexp.training")
 
@@ -72,9 +72,15 @@ class TrainingBackup(keras.callbacks.Callback):
         self._last_backup = time.monotonic()
         self.folder.mkdir(parents=True, exist_ok=True)
         weights = f"epoch-{epoch + 1:05d}.weights.h5"
-        self.model.save_weights(self.folder / weights)
-        stopping = self._early_stopping_state()
-        write_json(self.folder / self.LATEST, {"epoch": epoch + 1, "weights": weights, "early_stopping": stopping})
+        try:
+            _save_weights(self.model, self.folder / weights)
+            stopping = self._early_stopping_state()
+            write_json(self.folder / self.LATEST, {"epoch": epoch + 1, "weights": weights, "early_stopping": stopping})
+        except BaseException:
+            # A backup left unfinished (a full disk, an interrupt): its files go, which frees their space too;
+            # the last complete backup stays.
+            self._remove_all_but(self._complete_backup())
+            raise
         self._remove_all_but({self.LATEST, weights, stopping["best_weights"]})
 
     def on_train_end(self, logs=None):
@@ -82,6 +88,13 @@ class TrainingBackup(keras.callbacks.Callback):
         self._remove_all_but(set())
         with contextlib.suppress(OSError):
             self.folder.rmdir()
+
+    def _complete_backup(self) -> set:
+        """The files of the last complete backup (those ``latest.json`` names); empty when there is none."""
+        latest = read_json(self.folder / self.LATEST)
+        if latest is None:
+            return set()
+        return {self.LATEST, latest["weights"], latest["early_stopping"]["best_weights"]}
 
     def _early_stopping_state(self) -> dict:
         """Early stopping's counters; its best weights go to a file named by the best epoch, written when it changes."""
@@ -152,6 +165,20 @@ class SkipShuffles(keras.callbacks.Callback):
 def resumed_epoch(model: keras.Model) -> int:
     """The epoch training starts from: 0, or the epochs restored by TrainingBackup."""
     return compat.initial_epoch(model)
+
+
+def _save_weights(model: keras.Model, path: Path) -> None:
+    """``model.save_weights``; a file left half-written (a full disk, an interrupt) is removed.
+
+    Not ``atomic_write``: Keras wants the name to end in ``.weights.h5``. Each backup writes a new file,
+    and ``latest.json`` names it only once it is whole, so a half-written one was never used: only removed.
+    """
+    try:
+        with writing(path):
+            model.save_weights(path)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
 
 
 def _save_arrays(path: Path, arrays: list) -> None:
