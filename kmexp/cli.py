@@ -180,7 +180,7 @@ class RunFolderCallback(Callback):
             check_writable(run_dir, "hydra.run.dir")
             self._lock = RunLock(run_dir).acquire()
         except StorageError as err:
-            raise RunFailed(err) from None
+            raise RunFailed(err, run_dir) from None
 
     def on_run_end(self, config: DictConfig, **kwargs) -> None:
         # Not called when the run fails or is interrupted: then the lock goes when the process ends.
@@ -188,10 +188,11 @@ class RunFolderCallback(Callback):
             self._lock.release()
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
         try:
-            check_writable(Path(config.hydra.sweep.dir), "hydra.sweep.dir")
+            check_writable(sweep_dir, "hydra.sweep.dir")
         except StorageError as err:
-            raise RunFailed(err) from None
+            raise RunFailed(err, sweep_dir) from None
 
 
 class RunFailed(BaseException):
