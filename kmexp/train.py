@@ -75,7 +75,6 @@ def train(
             # Logged before "completed": a job whose results could not be logged is not reported as done.
             logger.log_summary(_summary(record, run_dir))
             logger.log_evaluation(record.labels, {"dev": record.dev, "test": record.test}, run_dir / MODEL_FILE)
-            record.wandb = logger.wandb_run  # now with the offline run's own folder, for `wandb sync`
             record.status = "completed"
     except BaseException as err:
         # Record why the run ended before passing the error on: nothing is lost.
@@ -86,6 +85,7 @@ def train(
         raise
     finally:
         record.seconds = {**record.seconds, "total": round(time.perf_counter() - started, 3)}
+        record.wandb = logger.wandb_run  # now with the offline run's own folder (once it started), for `wandb sync`
         _write(record, run_dir)
         logger.finish(record.status)
     return record

@@ -128,7 +128,7 @@ def test_a_named_preset_offline_fails_before_training_in_one_line(small_data, tm
     )
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("kmexp: error: encoder.preset=xlm_roberta_base_multi could not be loaded")
+    assert last.startswith("kmexp: error: encoder.preset=xlm_roberta_base_multi: not cached and not downloadable here")
     assert str(tmp_path / "empty") in last and "encoder.preset=/folder" in last
     assert "Traceback" not in result.stderr
 

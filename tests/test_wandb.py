@@ -145,8 +145,13 @@ def test_each_job_is_its_own_offline_run_in_its_folder(sweep):
     assert len(run_ids) == len(sweep)  # runs never merge across jobs of one process
     for job in sweep.values():
         assert job.wandb_run.parent == job.run_dir / "wandb"
-        # metrics.json names the run, from the start: id, mode and the folder of its files.
-        assert job.metrics["wandb"] == {"id": job.summary["run_id"], "mode": "offline", "dir": str(job.run_dir / "wandb")}
+        # metrics.json names the run, from the start: id, mode and the folder of its files; at the end of a job that
+        # trained, also the offline run's own folder, what `wandb sync` takes (a job that failed validation has not
+        # waited for its run to start).
+        named = {"id": job.summary["run_id"], "mode": "offline", "dir": str(job.run_dir / "wandb")}
+        if job.metrics["status"] == "completed":
+            named["sync"] = str(job.wandb_run)
+        assert job.metrics["wandb"] == named
         assert job.wandb_run.name.endswith(f"-{job.summary['run_id']}")
         assert job.first("run")["telemetry"]["feature"]["offline"] is True
         assert job.seconds < QUICK_S, job.seconds

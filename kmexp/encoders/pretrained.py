@@ -60,11 +60,13 @@ def _load(kind: str, preset: str, **kwargs):
     try:
         return loader.from_preset(preset, **kwargs)
     except (OSError, ConnectionError) as err:  # no network (requests' errors are OSErrors), or no such folder
+        log.debug("encoder.preset=%s: %s", preset, err)
         raise PresetError(
-            f"encoder.preset={preset} could not be loaded: not found locally and not downloadable here "
-            f"({_first_line(err)}); looked in {preset_caches()}. On a machine with network, save it with "
-            f"`python -c \"import keras_hub; keras_hub.models.TextClassifier.from_preset('{preset}', num_classes=2)"
-            f".save_to_preset('/folder')\"`, copy the folder here and set encoder.preset=/folder"
+            # Kept within an error line's 500 characters (kmexp.errors.capped): the preset, where KerasHub
+            # looked and the fix; the underlying error goes to kmexp.log.
+            f"encoder.preset={preset}: not cached and not downloadable here; looked in {preset_caches()}. "
+            f"To use a local copy: keras_hub.models.TextClassifier.from_preset('{preset}', num_classes=2)"
+            f".save_to_preset('/folder') on a machine with network, copy the folder here, set encoder.preset=/folder"
         ) from None
     except ValueError as err:  # KerasHub's answer to a preset it cannot build as a text classifier's part
         raise PresetError(
