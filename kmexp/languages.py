@@ -24,6 +24,19 @@ NO_SPACE_SCRIPTS: frozenset[str] = frozenset(
 # Scripts written right to left.
 RTL_SCRIPTS: frozenset[str] = frozenset({"Arab", "Hebr", "Thaa", "Syrc", "Nkoo", "Adlm"})
 
+# Chinese characters and Japanese (kanji with kana), a subset of NO_SPACE_SCRIPTS: one
+# character is a syllable or a morpheme, nearly a word, unlike Thai or Khmer letters.
+HAN_SCRIPTS: frozenset[str] = frozenset({"Hans", "Hant", "Jpan"})
+
+# The rows of conf/language/_scripts.yaml, the one table of settings that follow the script,
+# most specific first: the first class that holds a script is its class; the rest are `default`.
+SCRIPT_CLASSES: tuple[tuple[str, frozenset[str]], ...] = (
+    ("han", HAN_SCRIPTS),
+    ("no_spaces", NO_SPACE_SCRIPTS),
+    ("rtl", RTL_SCRIPTS),
+)
+DEFAULT_SCRIPT_CLASS = "default"
+
 # `language.codes=all` / `eval_languages=all`: every SIB-200 language.
 ALL_CODES = "all"
 # The sha256 of every SIB-200 file at the pinned upstream commit, shipped in the package:
@@ -69,6 +82,12 @@ def splits_words_without_spaces(preprocessor: Mapping, language: Mapping) -> boo
     For language=multi, ``spaces`` is false when any of its languages writes none.
     """
     return preprocessor.get("analyzer") == "word" and language["spaces"] is not True
+
+
+def script_class(script: str) -> str:
+    """The class of an ISO 15924 script: its row in conf/language/_scripts.yaml (``han``, ``no_spaces``,
+    ``rtl``), else ``default``, as for ``Mixed`` (language=multi over several scripts)."""
+    return next((name for name, scripts in SCRIPT_CLASSES if str(script) in scripts), DEFAULT_SCRIPT_CLASS)
 
 
 def direction_of(code: str) -> str:

@@ -190,11 +190,17 @@ def test_validation_reports_all_problems_at_once():
     assert "optimizer.learning_rate" in message and "trainer.epochs" in message and "model.dropout" in message
 
 
-@pytest.mark.parametrize("language", ["zh", "zh-Hant", "ja", "th"])
+@pytest.mark.parametrize(
+    "language",
+    [["language=zh"], ["language=zh-Hant"], ["language=ja"], ["language=th"],
+     # No preset: the fallback follows the code's script (conf/language/_scripts.yaml).
+     ["language=generic", "language.code=zho_Hans"], ["language=generic", "language.code=khm_Khmr"]],
+    ids=lambda overrides: overrides[-1].split("=")[1],
+)
 @pytest.mark.parametrize("encoder", ["onehot", "tfidf", "embedding"])
 def test_word_encoders_fall_back_to_characters_without_spaces(language, encoder):
     # The config asks for words; language.word_fallback=char makes the built layer count characters.
-    cfg = load([f"language={language}", f"encoder={encoder}"])
+    cfg = load([*language, f"encoder={encoder}"])
     assert cfg.language.spaces is False and cfg.language.word_fallback == "char"
     assert cfg.encoder.preprocessor.analyzer == "word"
     validate(cfg)
@@ -224,7 +230,7 @@ def test_word_encoders_split_words_where_scripts_use_spaces(language):
 @pytest.mark.parametrize(
     "overrides",
     [
-        ["language=generic", "language.code=lao_Laoo", "encoder=onehot"],  # inherits word_fallback: error
+        ["language=generic", "language.code=lao_Laoo", "language.word_fallback=error", "encoder=onehot"],
         ["language=zh", "language.word_fallback=error", "encoder=onehot"],
         ["language=th", "language.word_fallback=error", "encoder=tfidf"],
         ["language=ja", "language.word_fallback=error", "encoder=embedding"],
@@ -240,9 +246,10 @@ def test_word_encoder_on_a_spaceless_language_without_fallback_is_an_error(overr
         build_preprocessor(cfg.encoder.preprocessor, cfg.language, ["a b"])
 
 
-@pytest.mark.parametrize("language", ["zh", "zh-Hant", "ja"])
+@pytest.mark.parametrize("language", ["zh", "zh-Hant", "ja", "generic language.code=zho_Hans", "generic language.code=jpn_Jpan"])
 def test_char_ngram_counts_characters_across_clauses_in_cjk(language):
-    cfg = load([f"language={language}"])
+    # By the script, so also for a code reached through generic.
+    cfg = load([f"language={language.split()[0]}", *language.split()[1:]])
     assert cfg.encoder.preprocessor.analyzer == "char"
     assert list(cfg.encoder.preprocessor.ngram_range) == [1, 3]
 

@@ -10,7 +10,7 @@ from omegaconf.errors import InterpolationToMissingValueError
 
 from kmexp import languages
 from kmexp.errors import ConfigError
-from kmexp.config.resolvers import register_resolvers
+from kmexp.config.resolvers import register_resolvers, script_setting
 from kmexp.config.validation import check_code
 from kmexp.languages import direction_of, script_of, uses_spaces
 from kmexp.paths import config_dir
@@ -40,10 +40,11 @@ CODES = sib200_codes()
 
 
 def generic_file():
-    """generic.yaml as written (without the shared defaults it includes), for resolver checks."""
-    cfg = OmegaConf.load(PRESET_DIR / "generic.yaml")
-    del cfg["defaults"]
-    return cfg
+    """generic.yaml on top of the _common.yaml it includes, as written (no schema), for resolver checks."""
+    parts = [OmegaConf.load(PRESET_DIR / name) for name in ("_common.yaml", "generic.yaml")]
+    for part in parts:
+        del part["defaults"]
+    return OmegaConf.merge(*parts)
 
 
 def load_preset(tag: str):
@@ -112,7 +113,8 @@ def test_generic_preset_resolves(code, script, spaces, direction):
     cfg = generic_file()
     cfg.code = code
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    assert resolved == {
+    assert set(resolved) == set(KEYS)
+    assert {key: resolved[key] for key in ("tag", "code", "name", "script", "spaces", "direction")} == {
         "tag": code,
         "code": code,
         "name": code,
@@ -120,6 +122,7 @@ def test_generic_preset_resolves(code, script, spaces, direction):
         "spaces": spaces,
         "direction": direction,
     }
+    assert resolved["word_fallback"] == ("error" if spaces else "char")
 
 
 def test_generic_preset_requires_a_code():
@@ -170,6 +173,7 @@ def test_register_resolvers_is_idempotent():
 def test_constants_are_immutable():
     assert isinstance(languages.NO_SPACE_SCRIPTS, frozenset)
     assert isinstance(languages.RTL_SCRIPTS, frozenset)
+    assert isinstance(languages.HAN_SCRIPTS, frozenset) and languages.HAN_SCRIPTS <= languages.NO_SPACE_SCRIPTS
 
 
 def test_malformed_code_is_a_config_error():
@@ -209,3 +213,118 @@ def test_check_code_far_from_every_code_still_names_the_nearest_in_one_line():
     assert message.startswith("language.code=xx_Fake is not allowed: it must be a SIB-200 language code; closest: ")
     named = message.split("closest: ")[1].split(" (")[0].split(", ")
     assert len(named) == 3 and set(named) <= set(CODES)
+
+
+# --- Settings that follow the script (conf/language/_scripts.yaml) ------------------------------
+
+# What a preset names for itself, and so may differ from `language=generic` with its code:
+# its tag, its name, and the casing locale, which is the tag (tr, az rules), in language and encoder.
+NAMING = ("language.tag", "language.name", "language.standardize.locale", "encoder.preprocessor.standardize.locale")
+# A character encoder and a word-level one (which falls back to characters where there are no spaces).
+ENCODERS = ("char_ngram", "tfidf")
+
+
+def composed(*overrides: str) -> dict:
+    """The `language`, `encoder` and `model` settings a run composes from ``overrides``, resolved."""
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=list(overrides))
+    return {group: OmegaConf.to_container(cfg[group], resolve=True) for group in ("language", "encoder", "model")}
+
+
+def without_naming(settings: dict) -> dict:
+    """``settings`` less the keys in NAMING."""
+    settings = OmegaConf.create(settings)
+    for key in NAMING:
+        parent, _, leaf = key.rpartition(".")
+        node = OmegaConf.select(settings, parent)
+        if node is not None:
+            node.pop(leaf, None)
+    return OmegaConf.to_container(settings)
+
+
+@pytest.mark.parametrize("tag", TAGS)
+def test_generic_with_a_presets_code_composes_the_presets_model(tag):
+    """`language=generic language.code=zho_Hans` trains what `language=zh` trains: only the names differ."""
+    code = load_preset(tag).code
+    for encoder in ENCODERS:
+        preset = composed(f"language={tag}", f"encoder={encoder}")
+        generic = composed("language=generic", f"language.code={code}", f"encoder={encoder}")
+        assert without_naming(generic) == without_naming(preset), (tag, encoder)
+        assert generic["language"]["tag"] == code and preset["language"]["tag"] == tag
+
+
+def test_the_presets_keep_the_settings_their_files_declared():
+    """What zh, zh-Hant, ja, th (and every other preset) set by name before now comes from their script."""
+    for tag in TAGS:
+        settings = composed(f"language={tag}")
+        char_ngram = settings["encoder"]["preprocessor"]
+        expected = ("char", [1, 3]) if tag in {"zh", "zh-Hant", "ja"} else ("char_wb", [1, 5])
+        assert (char_ngram["analyzer"], char_ngram["ngram_range"]) == expected, tag
+        assert settings["language"]["word_fallback"] == ("char" if tag in NO_SPACES else "error"), tag
+        assert settings["language"]["fallback_ngram_range"] == [1, 2]
+
+
+@pytest.mark.parametrize("code", ["khm_Khmr", "lao_Laoo", "mya_Mymr", "bod_Tibt", "dzo_Tibt"])
+def test_a_code_without_spaces_and_without_a_preset_gets_the_no_space_settings(code):
+    settings = composed("language=generic", f"language.code={code}", "encoder=tfidf")
+    assert settings["language"]["spaces"] is False and settings["language"]["word_fallback"] == "char"
+    # Thai's class: character n-grams keep char_wb (only Chinese and Japanese take char 1-3-grams).
+    thai = composed("language=th", "encoder=char_ngram")["encoder"]
+    assert composed("language=generic", f"language.code={code}")["encoder"] == {
+        **thai, "preprocessor": {**thai["preprocessor"], "standardize": {**thai["preprocessor"]["standardize"], "locale": code}},
+    }
+
+
+@pytest.mark.parametrize("code", ["urd_Arab", "uig_Arab", "pes_Arab", "ydd_Hebr"])
+def test_an_rtl_code_without_a_preset_gets_the_rtl_direction(code):
+    language = composed("language=generic", f"language.code={code}")["language"]
+    assert (language["direction"], language["spaces"], language["word_fallback"]) == ("rtl", True, "error")
+
+
+def test_multi_keeps_its_settings():
+    """Several scripts (the default eight): Mixed reads the default row, plus multi's hashing."""
+    settings = composed("language=multi")
+    assert settings["language"]["script"] == "Mixed"
+    assert settings["language"]["word_fallback"] == "error"
+    preprocessor = settings["encoder"]["preprocessor"]
+    assert (preprocessor["analyzer"], preprocessor["ngram_range"], preprocessor["num_bins"]) == ("char_wb", [1, 5], 1048576)
+    # Languages that share one script read its row, as one language in it would; Hans and Hant are two.
+    chinese = composed("language=multi", "language.codes=[zho_Hans,yue_Hant]")
+    assert chinese["language"]["script"] == "Mixed" and chinese["encoder"]["preprocessor"]["analyzer"] == "char_wb"
+    hans = composed("language=multi", "language.codes=[zho_Hans]")
+    assert (hans["language"]["word_fallback"], hans["encoder"]["preprocessor"]["analyzer"]) == ("char", "char")
+
+
+def test_the_command_line_still_overrides_what_the_script_sets():
+    settings = composed(
+        "language=generic", "language.code=zho_Hans", "encoder.preprocessor.analyzer=char_wb", "language.word_fallback=error"
+    )
+    assert settings["encoder"]["preprocessor"]["analyzer"] == "char_wb"
+    assert settings["encoder"]["preprocessor"]["ngram_range"] == [1, 3]  # not overridden: still the script's
+    assert settings["language"]["word_fallback"] == "error"
+
+
+def test_every_script_class_has_a_row_and_default_has_every_key():
+    table = OmegaConf.load(PRESET_DIR / "_scripts.yaml")
+    assert set(table) == {name for name, _ in languages.SCRIPT_CLASSES} | {languages.DEFAULT_SCRIPT_CLASS}
+    for row in table.values():
+        assert set(row) <= set(table.default)  # a class row only changes what default sets
+
+
+@pytest.mark.parametrize(
+    ("script", "script_class"),
+    [("Hans", "han"), ("Hant", "han"), ("Jpan", "han"), ("Thai", "no_spaces"), ("Khmr", "no_spaces"),
+     ("Tibt", "no_spaces"), ("Arab", "rtl"), ("Hebr", "rtl"), ("Latn", "default"), ("Hang", "default"),
+     ("Mixed", "default")],
+)
+def test_script_class(script, script_class):
+    assert languages.script_class(script) == script_class
+
+
+def test_a_key_the_script_table_lacks_is_a_config_error():
+    assert script_setting("char_ngram.ngram_range", "Hans") == [1, 3]
+    assert script_setting("word_fallback", "Hans") == "char"
+    assert script_setting("char_ngram.analyzer", "Thai") == "char_wb"  # not in its row: the default row's
+    with pytest.raises(ConfigError, match=r"^char_ngram\.nope is not allowed .*_scripts\.yaml has no such key"):
+        script_setting("char_ngram.nope", "Hans")

@@ -272,7 +272,7 @@ def test_sweep_preset_and_hydra_block_still_compose():
         (["language.standardize.case=upper"], "language.standardize.case=upper"),
         (["language.standardize.normalization=NFD"], "language.standardize.normalization=NFD"),
         (["language.standardize.digits=drop"], "language.standardize.digits=drop"),
-        (["language=generic", "language.code=lao_Laoo", "encoder=onehot"],
+        (["language=generic", "language.code=lao_Laoo", "language.word_fallback=error", "encoder=onehot"],
          ("encoder.preprocessor.analyzer=word is not allowed with language.word_fallback=error: it splits words on "
           "spaces, but lao_Laoo (Laoo script) writes none; set language.word_fallback=char")),
         (["language=th", "language.word_fallback=error", "encoder=tfidf"],

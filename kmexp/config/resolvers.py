@@ -12,6 +12,11 @@ import os
 from omegaconf import OmegaConf
 
 from kmexp import languages
+from kmexp.errors import ConfigError
+from kmexp.paths import config_dir
+
+# The one table of settings that follow the script, by script class (kmexp.languages.script_class).
+SCRIPT_TABLE = ("language", "_scripts.yaml")
 
 
 def register_resolvers() -> None:
@@ -19,6 +24,8 @@ def register_resolvers() -> None:
     OmegaConf.register_new_resolver("kmexp.script", languages.script_of, replace=True)
     OmegaConf.register_new_resolver("kmexp.spaces", languages.uses_spaces, replace=True)
     OmegaConf.register_new_resolver("kmexp.direction", languages.direction_of, replace=True)
+    # conf/language/_common.yaml, conf/encoder/char_ngram.yaml: `${kmexp.script_setting:word_fallback,${.script}}`.
+    OmegaConf.register_new_resolver("kmexp.script_setting", script_setting, replace=True)
     # conf/language/multi.yaml: what a set of languages shares.
     OmegaConf.register_new_resolver("kmexp.shared_script", languages.shared_script, replace=True)
     OmegaConf.register_new_resolver("kmexp.all_spaces", languages.all_use_spaces, replace=True)
@@ -34,6 +41,22 @@ def register_resolvers() -> None:
     # ${kmexp.coalesce:a,b}: a unless it is null, else b. Lets `resume=DIR` pick the sweep folder.
     OmegaConf.register_new_resolver(
         "kmexp.coalesce", lambda value, default: default if value is None else value, replace=True
+    )
+
+
+def script_setting(key: str, script: str):
+    """The value conf/language/_scripts.yaml gives ``key`` (a dotted path) for ``script``'s class.
+
+    A class row names only what differs for its scripts; the rest comes from its ``default`` row.
+    """
+    table = OmegaConf.load(config_dir().joinpath(*SCRIPT_TABLE))
+    for row in (languages.script_class(script), languages.DEFAULT_SCRIPT_CLASS):
+        value = OmegaConf.select(table, f"{row}.{key}", default=table)  # the table itself stands for "no such key"
+        if value is not table:
+            return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+    raise ConfigError(
+        f"{key} is not allowed in ${{kmexp.script_setting:...}}: conf/{'/'.join(SCRIPT_TABLE)} has no such key "
+        f"in its {languages.script_class(script)} or {languages.DEFAULT_SCRIPT_CLASS} row"
     )
 
 
