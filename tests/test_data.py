@@ -105,14 +105,6 @@ def test_formats_read_the_same(tmp_path, ext):
     assert splits.info["dropped_empty"] == {"train": 0, "dev": 0, "test": 0}
     assert splits.info["truncated"] == {"train": 0, "dev": 0, "test": 0}
     assert len(splits.info["files"]) == 3
-
-
-def test_sib200_texts_go_through_the_same_length_limit(sib200_dir):
-    cut = sib200(str(sib200_dir), max_chars=40).load()
-    assert max(len(text) for text in cut.train.texts + cut.dev.texts + cut.test.texts) == 40
-    assert min(cut.info["truncated"].values()) > 0
-    with pytest.raises(DataError, match=r"fra_Latn/train\.tsv: data row 1 has a text of \d+ characters, more than data"):
-        sib200(str(sib200_dir), max_chars=40, on_long_text="error").load()
     assert all(len(digest) == 64 for digest in splits.info["files"].values())
 
 
