@@ -77,7 +77,7 @@ def test_sib200_neighbours_are_close_relatives_and_the_table_is_cached(sib200_di
     assert max(table["zho_Hans"], key=table["zho_Hans"].get) in {"zho_Hant", "yue_Hant"}
     table["glg_Latn"] = {code: 0.0 for code in table["glg_Latn"]} | {"fra_Latn": 1.0}
     cached.write_text(json.dumps(table))
-    again = sib200(sib200_dir, "glg_Latn", tmp_path, pool=1).load()
+    again = sib200(sib200_dir, "glg_Latn", tmp_path, pool=1, pool_weight=0.5).load()
     assert again.info["pool"]["neighbours"] == [{"code": "fra_Latn", "similarity": 1.0, "rows": 701}]
 
 
@@ -143,7 +143,7 @@ def test_the_defaults_pool_nothing_and_pass_the_settings_to_the_data():
 
 def test_the_loader_refuses_its_own_language_in_the_words_of_validate(sib200_dir, tmp_path):
     with pytest.raises(ConfigError, match=r"^language.pool=\[glg_Latn\] is not allowed: glg_Latn cannot be pooled"):
-        sib200(sib200_dir, "glg_Latn", tmp_path, pool=["glg_Latn"])
+        sib200(sib200_dir, "glg_Latn", tmp_path, pool=["glg_Latn"], pool_weight=0.5)
 
 
 # --- weighted training ------------------------------------------------------------------------

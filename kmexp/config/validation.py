@@ -318,6 +318,8 @@ def check_pool(pool, weight, candidates: list[str] | None, multi_codes=None) -> 
     locales of a Hugging Face dataset's mapping; None when this data has no other languages.
     Each pooled row weighs ``language.pool_weight`` in (0, 1] (the language's own rows weigh 1).
     """
+    if pool is None and weight is None:  # a class called from Python without pooling needs no weight
+        return []
     problems = check_interval("language.pool_weight", weight, 0, 1, low_open=True, high_open=False)
     if pool is None:
         return problems

@@ -51,6 +51,8 @@ class HFDataset:
     `data=files` does. ClassLabel labels become their names; other labels are
     kept as their text. Texts longer than `max_chars` are cut, or refused with
     `on_long_text="error"` (`TextLimit`), as in every other source.
+    `pool` (related-language pooling) appends other locales' train splits of the
+    mapping at `pool_weight` per row; dev and test stay the locale's own.
     """
 
     def __init__(
@@ -72,7 +74,7 @@ class HFDataset:
         max_chars: int,
         on_long_text: str,
         pool: int | list[str] | None = None,
-        pool_weight: float = 0.5,
+        pool_weight: float | None = None,  # needed with pool (conf/language/_common.yaml: 0.5)
     ):
         # The rules validate() applies, for a caller that skipped it.
         options = {"path": path, "name": name, "splits": splits, "locale": locale, "locale_config": locale_config,

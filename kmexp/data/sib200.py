@@ -68,6 +68,9 @@ class SIB200:
     so early stopping sees every language's dev, and each language's test split
     is also kept on its own (`Splits.eval_tests`) to be scored per language.
     `eval_codes` adds the test split of more languages (zero-shot transfer).
+    `pool` (related-language pooling, one language only) appends other languages'
+    train splits, at `pool_weight` per row: the `pool` nearest (``kmexp.data.neighbours``),
+    or the listed codes; dev and test stay the language's own.
     Every file goes through the same check (local copy) or verified download,
     and every text through the same length limit (`max_chars`, `on_long_text`).
     """
@@ -85,7 +88,7 @@ class SIB200:
         codes: list[str] | str | None = None,
         eval_codes: list[str] | str | None = None,
         pool: int | list[str] | None = None,
-        pool_weight: float = 0.5,
+        pool_weight: float | None = None,  # needed with pool (conf/language/_common.yaml: 0.5)
     ):
         self._sums = shipped_sums()
         valid = codes_in(self._sums)
