@@ -331,23 +331,33 @@ def check_pool(pool, weight, candidates: list[str] | None, multi_codes=None) -> 
                                        "splits, which only data=sib200 and data=hf with data.locale_config or "
                                        "data.locale_filter have; set language.pool=null")]
     if isinstance(pool, numbers.Integral) and not isinstance(pool, bool):
-        if not 1 <= pool <= len(candidates):
-            problems.append(not_allowed("language.pool", pool, f"it must be a number of nearest languages in "
-                                        f"[1, {len(candidates)}], a list of codes, or null"))
-        return problems
+        return [*problems, *_check_pool_count(pool, len(candidates))]
+    return [*problems, *_check_pool_codes(pool, candidates)]
+
+
+def _check_pool_count(k: int, n_candidates: int) -> list[str]:
+    if not 1 <= k <= n_candidates:
+        return [not_allowed("language.pool", k, f"it must be a number of nearest languages in [1, {n_candidates}], "
+                            "a list of codes, or null")]
+    return []
+
+
+def _check_pool_codes(pool, candidates: list[str]) -> list[str]:
+    """An explicit list: other languages of the dataset, each once."""
     if isinstance(pool, str) or not isinstance(pool, Iterable) or len(list(pool)) == 0:
-        return [*problems, not_allowed("language.pool", _shown(pool), "it must be null, a number k >= 1 of "
-                                       "nearest languages, or a non-empty list of other languages' codes")]
-    unknown = [code for code in pool if code not in candidates]
-    twice = sorted({str(code) for code in pool if list(pool).count(code) > 1})
-    if twice and not unknown:
-        problems.append(not_allowed("language.pool", _shown(pool), f"{', '.join(twice)} listed more than once: "
-                                    "list each language once"))
+        return [not_allowed("language.pool", _shown(pool), "it must be null, a number k >= 1 of nearest languages, "
+                            "or a non-empty list of other languages' codes")]
+    codes = list(pool)
+    unknown = [str(code) for code in codes if code not in candidates]
     if unknown:
         shown = ", ".join(candidates) if len(candidates) <= _SHOWN_CANDIDATES else f"{len(candidates)} codes"
-        problems.append(not_allowed("language.pool", _shown(pool), f"{', '.join(map(str, unknown))} cannot be "
-                                    f"pooled: list other languages of the dataset ({shown})"))
-    return problems
+        return [not_allowed("language.pool", _shown(pool), f"{', '.join(unknown)} cannot be pooled: list other "
+                            f"languages of the dataset ({shown})")]
+    twice = sorted({str(code) for code in codes if codes.count(code) > 1})
+    if twice:
+        return [not_allowed("language.pool", _shown(pool), f"{', '.join(twice)} listed more than once: "
+                            "list each language once")]
+    return []
 
 
 def _pool_candidates(data: Mapping) -> list[str] | None:
