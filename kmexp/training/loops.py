@@ -67,11 +67,12 @@ def fit_full_batch(network: keras.Model, optimizer: LBFGS, loss, features, targe
     resuming are gradient steps again (the run converges, on a slightly different path).
     """
     targets = tf.constant(targets, dtype=tf.float32)
-    # Weighted as model.fit weighs a batch: each row's loss times its weight, averaged over the rows.
-    weights = None if sample_weight is None else tf.constant(sample_weight, dtype=tf.float32)
+    # Weighted as model.fit weighs a batch: each row's loss times its weight, averaged over the rows. Passed
+    # only when there are weights: a plain loss function (y_true, y_pred), which Keras also accepts, takes none.
+    weighted = {} if sample_weight is None else {"sample_weight": tf.constant(sample_weight, dtype=tf.float32)}
 
     def objective():
-        return loss(targets, network(features, training=False), sample_weight=weights) + sum(network.losses, 0.0)
+        return loss(targets, network(features, training=False), **weighted) + sum(network.losses, 0.0)
 
     history = keras.callbacks.History()
     callback_list = keras.callbacks.CallbackList([*callbacks, history], model=network)
