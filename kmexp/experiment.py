@@ -58,7 +58,8 @@ def _experiment(cfg: DictConfig, run_dir: Path, logger) -> dict:
     started = time.perf_counter()
     splits = build_data(cfg.data).load()
     labels = splits.labels
-    # The vocabulary (and idf) come from the training split only: dev and test stay unseen.
+    # The vocabulary (and idf) come from the training split only: dev and test stay unseen. A pooled
+    # train split (language.pool) adapts on its other languages' texts too: they are training data.
     preprocessor = build_preprocessor(cfg.encoder.preprocessor, cfg.language, splits.train.texts)
     with strategy.scope():
         embedder = build_embedder(cfg.encoder.embedder, preprocessor)
@@ -96,7 +97,7 @@ def _experiment(cfg: DictConfig, run_dir: Path, logger) -> dict:
     prepare_seconds = train_started - started
     fit(
         network, optimizer, loss, train_features, train_targets, cfg.trainer, cfg.seed, callbacks,
-        cfg.device.jit_compile,
+        cfg.device.jit_compile, _sample_weights(splits.train),
     )
     train_seconds = time.perf_counter() - train_started
 
@@ -147,6 +148,11 @@ def _early_stopping(trainer: DictConfig, objective: str) -> keras.callbacks.Earl
 def _targets(split: Split, labels: list[str]) -> np.ndarray:
     index = {label: i for i, label in enumerate(labels)}
     return keras.utils.to_categorical([index[label] for label in split.labels], len(labels))
+
+
+def _sample_weights(split: Split) -> np.ndarray | None:
+    """Each training row's weight in the loss (a pooled train split's other languages weigh less); None: all 1."""
+    return None if split.weights is None else np.asarray(split.weights, dtype=np.float32)
 
 
 def _probabilities(model: keras.Model, texts: list[str]) -> np.ndarray:

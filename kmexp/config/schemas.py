@@ -57,6 +57,8 @@ class SIB200Config(DataConfig):
     eval_codes: Any = MISSING  # null, a list of codes or "all"
     cache_dir: str = MISSING
     base_url: str = MISSING
+    pool: Any = MISSING  # ${language.pool}
+    pool_weight: float = MISSING
     commit: str = MISSING
     timeout_s: float = MISSING
 
@@ -99,6 +101,8 @@ class HFDatasetConfig(DataConfig):
     seed: int = MISSING
     cache_dir: Optional[str] = MISSING
     timeout_s: float = MISSING
+    pool: Any = MISSING  # ${language.pool}
+    pool_weight: float = MISSING
 
 
 # --- language -----------------------------------------------------------------------------
@@ -126,6 +130,8 @@ class LanguageConfig:
     word_fallback: str = MISSING  # error | char
     fallback_ngram_range: List[int] = MISSING  # word_fallback=char: the character n-grams
     standardize: StandardizeConfig = MISSING
+    pool: Any = MISSING  # null, a number k >= 1 of nearest languages, or a list of codes
+    pool_weight: float = MISSING  # the weight of each pooled row in the training loss
 
 
 @dataclass

@@ -79,6 +79,8 @@ _NON_NEGATIVE = frozenset({"weight_decay", "initial_accumulator_value", "toleran
 _FRACTIONS = frozenset({"beta_1", "beta_2", "momentum", "rho", "dropout", "warmup_fraction"})  # in [0, 1)
 # How many close codes a wrong language code's message names; more would not fit on one readable line.
 _N_SUGGESTIONS = 3
+# language.pool's message lists the languages that can be pooled up to this many, then only counts them.
+_SHOWN_CANDIDATES = 30
 
 
 def validate(cfg: DictConfig) -> None:
@@ -93,6 +95,7 @@ def validate(cfg: DictConfig) -> None:
         *_check_language(cfg.language),
         *_check_eval_languages(cfg),
         *check_data(cfg.data),
+        *_check_pool_source(cfg),
         *check_optimizer(cfg.optimizer),
         *check_at_least("trainer.epochs", cfg.trainer.epochs, 1),
         *check_at_least("trainer.batch_size", cfg.trainer.batch_size, 1),
@@ -303,7 +306,70 @@ def check_data(data: Mapping, prefix: str = "data") -> list[str]:
         problems += check_interval(f"{prefix}.dev_fraction", data["dev_fraction"], 0, 1, low_open=True)
     if "locale" in data:
         problems += _check_locale(data, prefix)
+    if "pool" in data:
+        problems += check_pool(data["pool"], data["pool_weight"], _pool_candidates(data), data.get("codes"))
     return problems
+
+
+def check_pool(pool, weight, candidates: list[str] | None, multi_codes=None) -> list[str]:
+    """Related-language pooling: ``language.pool`` is null, a count k of nearest languages, or a list of codes.
+
+    ``candidates`` are the languages that can be pooled: SIB-200's other codes, or the other
+    locales of a Hugging Face dataset's mapping; None when this data has no other languages.
+    Each pooled row weighs ``language.pool_weight`` in (0, 1] (the language's own rows weigh 1).
+    """
+    if pool is None and weight is None:  # a class called from Python without pooling needs no weight
+        return []
+    problems = check_interval("language.pool_weight", weight, 0, 1, low_open=True, high_open=False)
+    if pool is None:
+        return problems
+    if multi_codes is not None:
+        return [*problems, not_allowed("language.pool", _shown(pool), "language=multi already trains on every "
+                                       "language in language.codes; set language.pool=null", context="language=multi")]
+    if candidates is None:
+        return [*problems, not_allowed("language.pool", _shown(pool), "pooling adds other languages' train "
+                                       "splits, which only data=sib200 and data=hf with data.locale_config or "
+                                       "data.locale_filter have; set language.pool=null")]
+    if isinstance(pool, numbers.Integral) and not isinstance(pool, bool):
+        return [*problems, *_check_pool_count(pool, len(candidates))]
+    return [*problems, *_check_pool_codes(pool, candidates)]
+
+
+def _check_pool_count(k: int, n_candidates: int) -> list[str]:
+    if not 1 <= k <= n_candidates:
+        return [not_allowed("language.pool", k, f"it must be a number of nearest languages in [1, {n_candidates}], "
+                            "a list of codes, or null")]
+    return []
+
+
+def _check_pool_codes(pool, candidates: list[str]) -> list[str]:
+    """An explicit list: other languages of the dataset, each once."""
+    if isinstance(pool, str) or not isinstance(pool, Iterable) or len(list(pool)) == 0:
+        return [not_allowed("language.pool", _shown(pool), "it must be null, a number k >= 1 of nearest languages, "
+                            "or a non-empty list of other languages' codes")]
+    codes = list(pool)
+    unknown = [str(code) for code in codes if code not in candidates]
+    if unknown:
+        shown = ", ".join(candidates) if len(candidates) <= _SHOWN_CANDIDATES else f"{len(candidates)} codes"
+        return [not_allowed("language.pool", _shown(pool), f"{', '.join(unknown)} cannot be pooled: list other "
+                            f"languages of the dataset ({shown})")]
+    twice = sorted({str(code) for code in codes if codes.count(code) > 1})
+    if twice:
+        return [not_allowed("language.pool", _shown(pool), f"{', '.join(twice)} listed more than once: "
+                            "list each language once")]
+    return []
+
+
+def _pool_candidates(data: Mapping) -> list[str] | None:
+    """The languages a data option can pool: SIB-200's other codes, or the other locales of data=hf's mapping."""
+    if "code" in data:
+        return [code for code in sib200_codes() if code != data["code"]]
+    mapping = data.get("locale_config")
+    if mapping is None and _is_locale_filter(data.get("locale_filter")):
+        mapping = data["locale_filter"]["values"]
+    if not isinstance(mapping, Mapping):
+        return None
+    return [str(tag) for tag in mapping if tag != data["locale"]]
 
 
 def _check_locale(data: Mapping, prefix: str) -> list[str]:
@@ -434,6 +500,13 @@ def _check_language(language: DictConfig) -> list[str]:
     ]
 
 
+def _check_pool_source(cfg: DictConfig) -> list[str]:
+    """A data option without pooling keys (data=files) has no other languages to pool (check_pool says so)."""
+    if "pool" in cfg.data:
+        return []
+    return check_pool(cfg.language.pool, cfg.language.pool_weight, None)
+
+
 def _check_eval_languages(cfg: DictConfig) -> list[str]:
     """`eval_languages` needs SIB-200's per-language test splits, which only data=sib200 reads."""
     if cfg.eval_languages is None:
@@ -458,7 +531,11 @@ def _yaml(value) -> str:
 
 def _shown(value) -> str:
     """A config value as the user would type it on the command line."""
-    return value if isinstance(value, str) else f"[{','.join(str(v) for v in value)}]"
+    if isinstance(value, str):
+        return value
+    if not isinstance(value, Iterable):
+        return _yaml(value)
+    return f"[{','.join(str(v) for v in value)}]"
 
 
 def _check_model(model: DictConfig, encoder: DictConfig) -> list[str]:

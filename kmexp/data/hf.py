@@ -18,15 +18,18 @@ about a second to load, and configs are checked before.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import re
 from collections.abc import Mapping
+from functools import cache, partial
 from pathlib import Path
 
 from kmexp.compat import dataset_fingerprint, hub_offline, packaged_builders
 from kmexp.config.validation import check_data, raise_problems
 from kmexp.data.files import refuse_long_texts, stratified_split
+from kmexp.data.pooling import choose, pooled_train
 from kmexp.data.splits import Split, Splits, TextLimit, make_splits
 from kmexp.errors import DataError
 
@@ -48,6 +51,8 @@ class HFDataset:
     `data=files` does. ClassLabel labels become their names; other labels are
     kept as their text. Texts longer than `max_chars` are cut, or refused with
     `on_long_text="error"` (`TextLimit`), as in every other source.
+    `pool` (related-language pooling) appends other locales' train splits of the
+    mapping at `pool_weight` per row; dev and test stay the locale's own.
     """
 
     def __init__(
@@ -68,11 +73,13 @@ class HFDataset:
         timeout_s: float,
         max_chars: int,
         on_long_text: str,
+        pool: int | list[str] | None = None,
+        pool_weight: float | None = None,  # needed with pool (conf/language/_common.yaml: 0.5)
     ):
         # The rules validate() applies, for a caller that skipped it.
         options = {"path": path, "name": name, "splits": splits, "locale": locale, "locale_config": locale_config,
                    "locale_filter": locale_filter, "dev_fraction": dev_fraction, "timeout_s": timeout_s,
-                   "max_chars": max_chars, "on_long_text": on_long_text}
+                   "max_chars": max_chars, "on_long_text": on_long_text, "pool": pool, "pool_weight": pool_weight}
         raise_problems(check_data(options))
         self.path = path
         self.name = name
@@ -92,6 +99,8 @@ class HFDataset:
         self.cache_dir = cache_dir
         self.timeout_s = timeout_s
         self.limit = TextLimit(max_chars, on_long_text)
+        self.pool = _plain(pool)
+        self.pool_weight = pool_weight
 
     @property
     def config_name(self) -> str | None:
@@ -112,8 +121,45 @@ class HFDataset:
             train, dev = stratified_split(train, self.dev_fraction, self.seed)
         else:
             dev = read["dev"]
+        pool = None
+        if self.pool is not None:
+            # Each locale's train split is read once, whether nearness or pooling asks first.
+            train_of = cache(partial(self._train_of, {self.config_name: dataset}))
+            chosen = choose(self.pool, partial(self._similarities, train, train_of))
+            train, pool = pooled_train(train, chosen, train_of, self.pool, self.pool_weight)
         splits = make_splits(train, dev, test, [], limit=self.limit)
-        return dataclasses.replace(splits, info={**splits.info, "dataset": self._record(dataset, where)})
+        info = {**splits.info, "dataset": self._record(dataset, where)}
+        return dataclasses.replace(splits, info=info if pool is None else {**info, "pool": pool})
+
+    # --- pooling (language.pool) -----------------------------------------------------------------
+
+    def _locales(self) -> list[str]:
+        """Every locale of the mapping (locale_config or locale_filter.values)."""
+        mapping = self.locale_config if self.locale_config is not None else self.locale_filter["values"]
+        return list(mapping)
+
+    def _train_of(self, opened: dict, locale: str) -> Split:
+        """Another locale's train split, read like this one's; ``opened`` keeps each config opened once.
+
+        With dev carved out of train, the other locale's train is carved the same way (same seed):
+        in a parallel dataset (MASSIVE) the rows held out are then the translations of this dev.
+        """
+        other = copy.copy(self)
+        other.locale = locale
+        if other.config_name not in opened:
+            opened[other.config_name] = other._open()[0]
+        train = other._read(opened[other.config_name], "train")
+        if self.splits["dev"] is None:
+            train, _ = stratified_split(train, self.dev_fraction, self.seed)
+        return train
+
+    def _similarities(self, own: Split, train_of) -> dict[str, float]:
+        """This locale's nearness to every other locale of the mapping, by their train splits' character n-grams."""
+        from kmexp.data.neighbours import profile, similarity
+
+        mine = profile(own.texts)
+        return {locale: similarity(mine, profile(train_of(locale).texts))
+                for locale in self._locales() if locale != self.locale}
 
     # --- opening --------------------------------------------------------------------------------
 

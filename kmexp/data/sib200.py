@@ -15,6 +15,7 @@ the check on download; use KMEXP_DATA_DIR for other versions.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import http.client
 import urllib.error
@@ -24,7 +25,8 @@ from pathlib import Path
 
 from kmexp.config.validation import check_data, check_languages, raise_problems
 from kmexp.data.files import read_split
-from kmexp.data.splits import Split, Splits, TextLimit, concat_splits, make_splits
+from kmexp.data.pooling import choose, pooled_train
+from kmexp.data.splits import Split, Splits, TextLimit, concat_splits, file_sha256, make_splits
 from kmexp.errors import DataError
 from kmexp.languages import (  # noqa: F401  (kmexp.data exports the codes)
     SHIPPED_SUMS,
@@ -33,10 +35,13 @@ from kmexp.languages import (  # noqa: F401  (kmexp.data exports the codes)
     expand_codes,
     sib200_codes,
 )
-from kmexp.runs import atomic_write
+from kmexp.runs import atomic_write, read_json, write_json
 
 SPLIT_FILES = ("train.tsv", "dev.tsv", "test.tsv")
+TRAIN_FILE = "train.tsv"
 TEST_FILE = "test.tsv"
+# Under cache_dir: every language's nearness to every other (language.pool), by digest of the train files.
+NEIGHBOURS_DIR = "neighbours"
 TEXT_COLUMN = "text"
 LABEL_COLUMN = "category"
 
@@ -63,6 +68,9 @@ class SIB200:
     so early stopping sees every language's dev, and each language's test split
     is also kept on its own (`Splits.eval_tests`) to be scored per language.
     `eval_codes` adds the test split of more languages (zero-shot transfer).
+    `pool` (related-language pooling, one language only) appends other languages'
+    train splits, at `pool_weight` per row: the `pool` nearest (``kmexp.data.neighbours``),
+    or the listed codes; dev and test stay the language's own.
     Every file goes through the same check (local copy) or verified download,
     and every text through the same length limit (`max_chars`, `on_long_text`).
     """
@@ -79,12 +87,15 @@ class SIB200:
         on_long_text: str,
         codes: list[str] | str | None = None,
         eval_codes: list[str] | str | None = None,
+        pool: int | list[str] | None = None,
+        pool_weight: float | None = None,  # needed with pool (conf/language/_common.yaml: 0.5)
     ):
         self._sums = shipped_sums()
         valid = codes_in(self._sums)
         # The rules validate() applies, for a caller that skipped it.
         data = {
             "root": root, "commit": commit, "timeout_s": timeout_s, "max_chars": max_chars, "on_long_text": on_long_text,
+            "code": code, "codes": codes, "pool": pool, "pool_weight": pool_weight,
         }
         raise_problems([*check_languages(code, codes, eval_codes, valid), *check_data(data)])
         self.root = root
@@ -100,6 +111,8 @@ class SIB200:
         self.commit = commit
         self.timeout_s = timeout_s
         self.limit = TextLimit(max_chars, on_long_text)
+        self.pool = pool
+        self.pool_weight = pool_weight
 
     def load(self) -> Splits:
         """Read train/dev/test of the training language(s) and the eval test splits, downloading first if needed."""
@@ -117,7 +130,13 @@ class SIB200:
                 read[path] = self._read(path)
                 files.append(path)
             eval_tests[code] = read[path]
-        return make_splits(train, dev, test, files, eval_tests, self.limit)
+        if self.pool is None:
+            return make_splits(train, dev, test, files, eval_tests, self.limit)
+        chosen = choose(self.pool, self._similarities)
+        train, record = pooled_train(train, chosen, self._train_of, self.pool, self.pool_weight)
+        files += [path for code, _ in chosen for path in self._paths(code, [TRAIN_FILE])]
+        splits = make_splits(train, dev, test, files, eval_tests, self.limit)
+        return dataclasses.replace(splits, info={**splits.info, "pool": record})
 
     def _read(self, path: Path) -> Split:
         return read_split(path, TEXT_COLUMN, LABEL_COLUMN, self.limit)
@@ -156,6 +175,29 @@ class SIB200:
 
     def _url(self, code: str, name: str) -> str:
         return f"{self.base_url}/{self.commit}/data/annotated/{code}/{name}"
+
+    def _train_of(self, code: str) -> Split:
+        [path] = self._paths(code, [TRAIN_FILE])
+        return self._read(path)
+
+    def _similarities(self) -> dict[str, float]:
+        """This language's nearness to every other SIB-200 language, from all 205 train splits.
+
+        Profiling every train split and comparing every pair takes seconds, so the whole
+        table is cached in ``cache_dir/neighbours/<digest>.json``, the digest being of every
+        train file's sha256: another copy of the data, or another version, computes its own.
+        """
+        from kmexp.data.neighbours import profile, similarity_table
+
+        paths = {code: self._paths(code, [TRAIN_FILE])[0] for code in sorted(codes_in(self._sums))}
+        sums = "".join(f"{code} {file_sha256(path)}\n" for code, path in paths.items())
+        digest = hashlib.sha256(sums.encode("utf-8")).hexdigest()
+        cached = Path(self.cache_dir).expanduser() / NEIGHBOURS_DIR / f"{digest}.json"
+        table = read_json(cached)
+        if table is None:
+            table = similarity_table({code: profile(self._read(path).texts) for code, path in paths.items()})
+            write_json(cached, table)
+        return table[self.code]
 
 
 def _pooled(splits: list[Split], codes: list[str]) -> Split:

@@ -7,6 +7,7 @@ same whatever the source.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 from dataclasses import dataclass, field
@@ -22,11 +23,19 @@ _HASH_CHUNK = 1 << 20
 
 @dataclass(frozen=True)
 class Split:
-    """Texts and their labels (as strings), plus the file they came from."""
+    """Texts and their labels (as strings), plus the file they came from and, for training, each row's weight."""
 
     texts: list[str]
     labels: list[str]
     source: str  # the file it came from (for error messages and provenance)
+    # Each row's sample weight in the training loss (a pooled train split weighs other languages' rows less);
+    # None: every row weighs 1.
+    weights: list[float] | None = None
+
+    def rows(self, keep: list[int]) -> Split:
+        """The rows at the positions ``keep``, weights included."""
+        weights = None if self.weights is None else [self.weights[i] for i in keep]
+        return Split([self.texts[i] for i in keep], [self.labels[i] for i in keep], self.source, weights)
 
 
 @dataclass(frozen=True)
@@ -147,7 +156,8 @@ def _cut_long_texts(split: Split, max_chars: int) -> tuple[Split, int]:
     n_cut = sum(len(text) > max_chars for text in split.texts)
     if n_cut == 0:
         return split, 0
-    return Split(texts=[text[:max_chars] for text in split.texts], labels=split.labels, source=split.source), n_cut
+    cut = [text[:max_chars] for text in split.texts]
+    return dataclasses.replace(split, texts=cut), n_cut
 
 
 def _warn_truncated(named: dict[str, Split], eval_tests: dict[str, Split], truncated: dict, max_chars: int | None) -> None:
@@ -175,12 +185,26 @@ def _count_overlap(train: Split, other: Split) -> int:
 
 
 def concat_splits(splits: list[Split], source: str) -> Split:
-    """Several splits as one (rows in order), e.g. the pooled train split of several languages."""
+    """Several splits as one (rows in order), e.g. the pooled train split of several languages.
+
+    Weights are kept when any split has them (a split without weighs 1 per row).
+    """
+    weighted = any(split.weights is not None for split in splits)
     return Split(
         texts=[text for split in splits for text in split.texts],
         labels=[label for split in splits for label in split.labels],
         source=source,
+        weights=[weight for split in splits for weight in _row_weights(split)] if weighted else None,
     )
+
+
+def weighted(split: Split, weight: float) -> Split:
+    """The split with every row weighing ``weight`` (another language's rows in a pooled train split)."""
+    return dataclasses.replace(split, weights=[float(weight)] * len(split.texts))
+
+
+def _row_weights(split: Split) -> list[float]:
+    return [1.0] * len(split.texts) if split.weights is None else split.weights
 
 
 def _drop_empty_texts(split: Split) -> tuple[Split, int]:
@@ -194,12 +218,7 @@ def _drop_empty_texts(split: Split) -> tuple[Split, int]:
     if n_dropped == 0:
         return split, 0
     log.warning("%s: dropped %d empty or whitespace-only texts", split.source, n_dropped)
-    kept = Split(
-        texts=[split.texts[i] for i in keep],
-        labels=[split.labels[i] for i in keep],
-        source=split.source,
-    )
-    return kept, n_dropped
+    return split.rows(keep), n_dropped
 
 
 def _require_rows(name: str, split: Split) -> None:

@@ -24,25 +24,32 @@ def concat_rows(parts: list) -> tf.Tensor | tf.SparseTensor:
 
 
 def fit(network: keras.Model, optimizer, loss, features, targets: np.ndarray, trainer: DictConfig, seed: int,
-        callbacks: list, jit_compile: bool):
+        callbacks: list, jit_compile: bool, sample_weight: np.ndarray | None = None):
     """Train ``network`` on precomputed features and one-hot targets; return its ``keras.callbacks.History``.
 
     ``trainer`` is the ``trainer`` config subtree (epochs, batch size, steps per execution).
+    ``sample_weight`` (one per row; None: all 1) scales each row's loss, e.g. the rows that
+    related-language pooling (``language.pool``) adds from other languages.
     """
     if isinstance(optimizer, LBFGS):
-        return fit_full_batch(network, optimizer, loss, features, targets, trainer.epochs, callbacks)
+        return fit_full_batch(network, optimizer, loss, features, targets, trainer.epochs, callbacks, sample_weight)
     network.compile(
         optimizer=optimizer, loss=loss, jit_compile=jit_compile, steps_per_execution=trainer.steps_per_execution
     )
-    train = minibatches(features, targets, trainer.batch_size, seed)
+    train = minibatches(features, targets, trainer.batch_size, seed, sample_weight)
     callbacks = [*callbacks, SkipShuffles(train)]
     return network.fit(train, epochs=trainer.epochs, callbacks=callbacks, verbose=0, shuffle=False)
 
 
-def minibatches(features, targets: np.ndarray, batch_size: int, seed: int) -> tf.data.Dataset:
-    """Shuffled batches of (features, one-hot targets), reshuffled every epoch."""
+def minibatches(features, targets: np.ndarray, batch_size: int, seed: int,
+                sample_weight: np.ndarray | None = None) -> tf.data.Dataset:
+    """Shuffled batches of (features, one-hot targets[, sample weights]), reshuffled every epoch.
+
+    Keras' ``fit`` reads a third element of each batch as the rows' sample weights.
+    """
+    rows = (features, targets) if sample_weight is None else (features, targets, sample_weight)
     return (
-        tf.data.Dataset.from_tensor_slices((features, targets))
+        tf.data.Dataset.from_tensor_slices(rows)
         .shuffle(len(targets), seed=seed, reshuffle_each_iteration=True)
         .batch(batch_size)
         .prefetch(tf.data.AUTOTUNE)
@@ -50,7 +57,7 @@ def minibatches(features, targets: np.ndarray, batch_size: int, seed: int) -> tf
 
 
 def fit_full_batch(network: keras.Model, optimizer: LBFGS, loss, features, targets: np.ndarray, epochs: int,
-                   callbacks: list):
+                   callbacks: list, sample_weight: np.ndarray | None = None):
     """Full-batch training with L-BFGS: each epoch is ``optimizer.iterations_per_epoch`` iterations.
 
     The loss is the deterministic full-batch loss (dropout off, inference mode),
@@ -60,9 +67,12 @@ def fit_full_batch(network: keras.Model, optimizer: LBFGS, loss, features, targe
     resuming are gradient steps again (the run converges, on a slightly different path).
     """
     targets = tf.constant(targets, dtype=tf.float32)
+    # Weighted as model.fit weighs a batch: each row's loss times its weight, averaged over the rows. Passed
+    # only when there are weights: a plain loss function (y_true, y_pred), which Keras also accepts, takes none.
+    weighted = {} if sample_weight is None else {"sample_weight": tf.constant(sample_weight, dtype=tf.float32)}
 
     def objective():
-        return loss(targets, network(features, training=False)) + sum(network.losses, 0.0)
+        return loss(targets, network(features, training=False), **weighted) + sum(network.losses, 0.0)
 
     history = keras.callbacks.History()
     callback_list = keras.callbacks.CallbackList([*callbacks, history], model=network)
