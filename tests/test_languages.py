@@ -27,6 +27,7 @@ RTL = {"ar", "he", "fa"}
 KEYS = {
     "tag": str, "code": str, "name": str, "script": str, "spaces": bool, "direction": str,
     "standardize": dict, "word_fallback": str, "fallback_ngram_range": list,
+    "pool": type(None), "pool_weight": float,  # related-language pooling: none by default (conf/language/_common.yaml)
 }
 
 
