@@ -84,6 +84,16 @@ def configs_folder(root: Path) -> Path:
     return root
 
 
+def save_mixed_locales(folder: Path) -> Path:
+    """Every language's rows in the same splits (a `lang` column tells them apart), saved with save_to_disk."""
+    mixed = {split: [] for split in ("train", "validation", "test")}
+    for lang in CONFIGS:
+        for split, split_data in split_rows(lang).items():
+            mixed[split] += split_data
+    dataset_dict(mixed).save_to_disk(str(folder))
+    return folder
+
+
 def hf(path, tmp_path: Path, **options) -> HFDataset:
     """HFDataset with conf/data/hf.yaml's defaults, a cache inside the test's folder, and ``options``."""
     settings = {
@@ -207,12 +217,7 @@ def test_a_folder_of_saved_configs_reads_the_locales_one(tmp_path):
 
 
 def test_locale_filter_keeps_the_rows_of_the_language(tmp_path):
-    mixed = {split: [] for split in ("train", "validation", "test")}
-    for lang in CONFIGS:
-        for split, split_data in split_rows(lang).items():
-            mixed[split] += split_data
-    saved = tmp_path / "mixed"
-    dataset_dict(mixed).save_to_disk(str(saved))
+    saved = save_mixed_locales(tmp_path / "mixed")
     by_filter = {"column": "lang", "values": {"en": "en", "fr": "fr", "ru": "ru", "zh": "zh"}}
 
     splits = hf(saved, tmp_path, locale="fr", locale_filter=by_filter).load()

@@ -15,7 +15,7 @@ import pytest
 from conftest import only_run_dir, run_cli, shared_data_options
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
-from test_hf_data import CONFIGS, dataset_dict, hf, split_rows
+from test_hf_data import CONFIGS, dataset_dict, hf, save_mixed_locales, split_rows
 
 from kmexp.config.validation import validate
 from kmexp.data import SIB200
@@ -210,12 +210,7 @@ def test_a_hf_locale_pools_its_nearest_locale_and_keeps_its_own_dev_and_test(tmp
 
 
 def test_a_hf_locale_filter_pools_listed_locales_carved_as_its_own_train(tmp_path):
-    mixed = {split: [] for split in ("train", "validation", "test")}
-    for lang in CONFIGS:
-        for split, split_data in split_rows(lang).items():
-            mixed[split] += split_data
-    saved = tmp_path / "mixed"
-    dataset_dict(mixed).save_to_disk(str(saved))
+    saved = save_mixed_locales(tmp_path / "mixed")
     by_filter = {"column": "lang", "values": {"en": "en", "fr": "fr", "ru": "ru"}}
     no_dev = {"train": "train", "dev": None, "test": "test"}
 
