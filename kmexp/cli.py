@@ -126,9 +126,14 @@ def _sweep_job(cfg: DictConfig, hydra_cfg: DictConfig, run_dir: Path, overrides:
         # modules: ~10^6) are frozen, so each later job's collection skips them: 0.16 s less per job. Only
         # once: frozen objects are never collected, and a job's leftovers must stay collectable.
         gc.freeze()
+    from kmexp.training.kept import process_networks
+
     try:
+        # The jobs of this process share their compiled networks: a job whose shapes match an earlier
+        # job's reuses its traced train step (kmexp.training.kept).
         record = train(
-            cfg, run_dir, overrides, choices=_choices(hydra_cfg), group=sweep_group(Path(hydra_cfg.sweep.dir))
+            cfg, run_dir, overrides, choices=_choices(hydra_cfg), group=sweep_group(Path(hydra_cfg.sweep.dir)),
+            kept=process_networks(),
         )
     except Exception as err:  # noqa: BLE001 - any failure of one job is recorded; Ctrl-C still stops the sweep
         log.error("job failed: %s", error_line(err))

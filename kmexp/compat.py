@@ -93,7 +93,7 @@ def initial_epoch(model) -> int:
     return getattr(model, "_initial_epoch", None) or 0
 
 
-def set_initial_epoch(model, epoch: int) -> None:
+def set_initial_epoch(model, epoch: int | None) -> None:
     """Make ``model.fit`` start at ``epoch``: the attribute Keras' own BackupAndRestore sets."""
     model._initial_epoch = epoch
 

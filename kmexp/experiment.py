@@ -35,20 +35,26 @@ from kmexp.metrics import classification_report
 from kmexp.network import export_model
 from kmexp.runs import BACKUP_DIR, HISTORY_FILE, MODEL_FILE, Objective, save_model
 from kmexp.training.callbacks import DevScores, EpochLogger, HistoryCSV, StopOnNonFiniteLoss, StopReason
-from kmexp.training.loops import fit
+from kmexp.training.kept import KeptNetworks
+from kmexp.training.loops import compiled, fit
 from kmexp.training.resume import TrainingBackup
 
 log = logging.getLogger(__name__)
 
 
-def run(cfg: DictConfig, run_dir: Path, logger) -> dict:
-    """Train, evaluate and save the model that ``cfg`` describes; return the ``RunRecord`` fields it fills."""
-    # Frees the run's traced train step once the run ends, for the next run in this process.
+def run(cfg: DictConfig, run_dir: Path, logger, kept: KeptNetworks | None = None) -> dict:
+    """Train, evaluate and save the model that ``cfg`` describes; return the ``RunRecord`` fields it fills.
+
+    ``kept``: compiled networks kept from earlier runs in this process, whose traced train step
+    a run with the same shapes reuses (``kmexp.training.kept``); None: a new network, compiled anew.
+    """
+    # Frees the gradient functions that tracing registered, once the run ends: a kept network's traced
+    # step no longer needs them, and a network that is not kept is freed with them.
     with forget_traced_gradients():
-        return _experiment(cfg, run_dir, logger)
+        return _experiment(cfg, run_dir, logger, kept)
 
 
-def _experiment(cfg: DictConfig, run_dir: Path, logger) -> dict:
+def _experiment(cfg: DictConfig, run_dir: Path, logger, kept: KeptNetworks | None) -> dict:
     # Seed Python, NumPy and the backend before anything random happens.
     keras.utils.set_random_seed(cfg.seed)
     validate_targets(cfg)  # the classes the config names: importing them needs Keras
@@ -76,6 +82,7 @@ def _experiment(cfg: DictConfig, run_dir: Path, logger) -> dict:
         network = build_network(cfg.model, cfg.activation, trained_embedder, features.spec, len(labels))
         optimizer = build_optimizer(cfg.optimizer, cfg.trainer, len(splits.train.texts))
         loss = build_loss(cfg.loss)
+    network = compiled(network, optimizer, loss, cfg.trainer, cfg.device.jit_compile, kept)
     metrics = build_metrics(cfg.metric)
     objective = next(iter(metrics))
 
@@ -95,10 +102,7 @@ def _experiment(cfg: DictConfig, run_dir: Path, logger) -> dict:
     ]
     train_started = time.perf_counter()
     prepare_seconds = train_started - started
-    fit(
-        network, optimizer, loss, train_features, train_targets, cfg.trainer, cfg.seed, callbacks,
-        cfg.device.jit_compile, _sample_weights(splits.train),
-    )
+    fit(network, optimizer, loss, train_features, train_targets, cfg.trainer, cfg.seed, callbacks, _sample_weights(splits.train))
     train_seconds = time.perf_counter() - train_started
 
     # Export and evaluate the end-to-end model, so the scores are those of the saved file. A frozen

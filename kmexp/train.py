@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -29,6 +30,9 @@ from kmexp.secrets import Secrets
 from kmexp.tf_logs import start_tensorflow
 from kmexp.training.signals import interruption, stop_on_sigterm
 
+if TYPE_CHECKING:  # kmexp.training.kept loads Keras: not before the config is checked
+    from kmexp.training.kept import KeptNetworks
+
 
 def train(
     cfg: DictConfig,
@@ -36,12 +40,15 @@ def train(
     overrides: list[str],
     choices: dict[str, str] | None = None,
     group: str | None = None,
+    kept: KeptNetworks | None = None,
 ) -> RunRecord:
     """Run the experiment that ``cfg`` describes and return its record.
 
     ``overrides`` are this job's command-line overrides; ``choices`` maps each
     config group to the option picked (``{"encoder": "char_ngram", ...}``);
-    ``group`` names the sweep the job belongs to (None for a single run).
+    ``group`` names the sweep the job belongs to (None for a single run);
+    ``kept``: the compiled networks that the jobs of a sweep in this process share
+    (``kmexp.training.kept``), None for a run on its own.
     """
     started = time.perf_counter()
     run_dir = Path(run_dir)
@@ -71,7 +78,7 @@ def train(
             start_tensorflow()  # TensorFlow loads here, once the config is known to be good
             from kmexp import experiment
 
-            record = dataclasses.replace(record, **experiment.run(cfg, run_dir, logger))
+            record = dataclasses.replace(record, **experiment.run(cfg, run_dir, logger, kept))
             # Logged before "completed": a job whose results could not be logged is not reported as done.
             logger.log_summary(_summary(record, run_dir))
             logger.log_evaluation(record.labels, {"dev": record.dev, "test": record.test}, run_dir / MODEL_FILE)

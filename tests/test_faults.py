@@ -29,7 +29,7 @@ from kmexp.errors import ConfigError
 from kmexp.optim import LBFGS
 from kmexp.runs import LOCK_FILE, save_model
 from kmexp.training.callbacks import HistoryCSV, NonFiniteLoss, StopOnNonFiniteLoss, StopReason
-from kmexp.training.loops import fit
+from kmexp.training.loops import compiled, fit
 from kmexp.training.resume import TrainingBackup
 
 # --- a run killed mid-training, then resumed in the same folder -------------------------------
@@ -344,7 +344,8 @@ def _train(run_dir: Path, optimizer: str, epochs: int, interrupt_at: int | None 
     trainer = OmegaConf.create({"epochs": epochs, "batch_size": 16, "steps_per_execution": 1})
     opt = LBFGS(iterations_per_epoch=2, tolerance_grad=tolerance_grad) if optimizer == "lbfgs" else keras.optimizers.Adam(0.01)
     loss = loss or keras.losses.CategoricalCrossentropy()
-    fit(network, opt, loss, features, targets, trainer, 0, [*callbacks, backup, stop], jit_compile=False)
+    network = compiled(network, opt, loss, trainer, False, None)
+    fit(network, opt, loss, features, targets, trainer, 0, [*callbacks, backup, stop])
     return network, backup, stop.reason
 
 
@@ -418,8 +419,9 @@ def test_a_backup_from_another_model_is_refused_in_one_line(tmp_path, change):
     early_stopping = keras.callbacks.EarlyStopping(monitor="loss")
     trainer = OmegaConf.create({"epochs": 4, "batch_size": 16, "steps_per_execution": 1})
     with pytest.raises(ConfigError, match="does not fit this model.*delete") as raised:
+        other = compiled(other, optimizer, "categorical_crossentropy", trainer, False, None)
         fit(other, optimizer, "categorical_crossentropy", features, targets, trainer, 0,
-            [early_stopping, TrainingBackup(tmp_path / "backup", early_stopping, 0)], jit_compile=False)
+            [early_stopping, TrainingBackup(tmp_path / "backup", early_stopping, 0)])
     assert "\n" not in str(raised.value)
 
 

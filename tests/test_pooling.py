@@ -23,7 +23,7 @@ from kmexp.data.neighbours import nearest, profile, similarities, similarity
 from kmexp.errors import ConfigError
 from kmexp.optim import LBFGS
 from kmexp.paths import config_dir
-from kmexp.training.loops import fit
+from kmexp.training.loops import compiled, fit
 
 ENGLISH = ["the cat sat on the mat", "the dog ate the bread", "we went to the market"]
 SCOTS = ["the cat sat oan the mat", "the dug ate the breid", "we went tae the mercat"]
@@ -165,7 +165,8 @@ def test_sample_weights_decide_between_conflicting_rows(optimizer):
     opt = keras.optimizers.Adam(0.05) if optimizer == "adam" else LBFGS(iterations_per_epoch=20)
     loss = keras.losses.CategoricalCrossentropy(from_logits=True)
 
-    fit(network, opt, loss, features, targets, trainer, 0, [], jit_compile=False, sample_weight=weights)
+    network = compiled(network, opt, loss, trainer, False, None)
+    fit(network, opt, loss, features, targets, trainer, 0, [], sample_weight=weights)
 
     probabilities = keras.ops.softmax(network(features[:1])).numpy()[0]
     assert probabilities[0] == pytest.approx(1 / 1.4, abs=0.02)

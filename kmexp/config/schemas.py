@@ -160,6 +160,7 @@ class TextFeaturizerConfig(PreprocessorConfig):
     num_bins: Optional[int] = MISSING
     max_tokens: Optional[int] = MISSING
     min_df: int = MISSING
+    round_features: Optional[int] = MISSING
 
 
 @dataclass

@@ -71,7 +71,7 @@ METRIC_TARGETS = tuple(f"kmexp.metrics.{name}" for name in ("Accuracy", "F1", "P
 # Argument names with a range wherever they appear (optimizer, encoder.preprocessor, encoder.embedder).
 _AT_LEAST_ONE = frozenset({
     "history_size", "iterations_per_epoch",  # L-BFGS
-    "max_length", "max_tokens", "num_bins", "min_df", "vocab_size",  # preprocessors
+    "max_length", "max_tokens", "num_bins", "min_df", "vocab_size", "round_features",  # preprocessors
     "dim", "filters", "kernel_size", "num_layers", "num_heads", "ff_dim",  # embedders
     "sequence_length",  # pretrained encoders
 })

@@ -25,6 +25,13 @@ class TextFeaturizer(Preprocessor):
     an integer hashes n-grams into that many bins instead (no vocabulary to
     store, any feature count). ``sparse=True`` returns a ``tf.SparseTensor``,
     so a million features cost memory only for the n-grams a text contains.
+
+    ``round_features=b`` rounds an exact vocabulary's feature count up to a number
+    with ``b`` significant bits (at most 1 / 2^(b-1) more features), columns that
+    are always zero. Languages' vocabularies differ in size, so without it every
+    job of a sweep has its own input shape and Keras traces its train step again;
+    rounded, most jobs share a few shapes and reuse one traced step
+    (``kmexp.training.kept``). None: the exact count.
     """
 
     def __init__(
@@ -39,6 +46,8 @@ class TextFeaturizer(Preprocessor):
         num_bins: int | None,
         max_tokens: int | None,
         min_df: int,
+        # Saved models from before the option have none: their feature count is the exact one.
+        round_features: int | None = None,
         vocabulary_size: int | None = None,
         **kwargs,
     ):
@@ -50,12 +59,20 @@ class TextFeaturizer(Preprocessor):
         self.num_bins = None if num_bins is None else int(num_bins)
         self.max_tokens = max_tokens
         self.min_df = int(min_df)
+        self.round_features = None if round_features is None else int(round_features)
         self.vocabulary_size = self.num_bins if self.num_bins is not None else vocabulary_size
         if self.num_bins is None:
             # Index 0 is the out-of-vocabulary bucket; it is dropped from the features.
             self.lookup = StringLookup(num_oov_indices=1, mask_token=None, name="lookup")
         if self.vocabulary_size is not None:
             self._make_idf()
+
+    @property
+    def num_features(self) -> int:
+        """Columns of the output: the vocabulary (or bins), rounded up as ``round_features`` says."""
+        if self.num_bins is not None or self.round_features is None:
+            return self.vocabulary_size
+        return rounded_up(self.vocabulary_size, self.round_features)
 
     def _make_idf(self) -> None:
         self.idf = self.add_weight(name="idf", shape=(self.vocabulary_size,), initializer="ones", trainable=False)
@@ -97,10 +114,10 @@ class TextFeaturizer(Preprocessor):
             norms = tf.math.unsorted_segment_sum(tf.square(values), rows, tf.cast(batch, tf.int32))
             values = values * tf.gather(tf.math.rsqrt(tf.maximum(norms, 1e-12)), rows)
         indices = tf.stack([rows, columns], axis=1)
-        shape = tf.stack([batch, tf.constant(self.vocabulary_size, tf.int64)])
+        shape = tf.stack([batch, tf.constant(self.num_features, tf.int64)])
         if self.sparse:
             return tf.SparseTensor(indices, values, shape)
-        return tf.ensure_shape(tf.scatter_nd(indices, values, shape), [None, self.vocabulary_size])
+        return tf.ensure_shape(tf.scatter_nd(indices, values, shape), [None, self.num_features])
 
     def _weights(self, columns: tf.Tensor, counts: tf.Tensor) -> tf.Tensor:
         if self.output_mode == "multi_hot":
@@ -111,10 +128,10 @@ class TextFeaturizer(Preprocessor):
         return weights
 
     def compute_output_spec(self, texts):
-        return keras.KerasTensor((texts.shape[0], self.vocabulary_size), dtype="float32", sparse=self.sparse)
+        return keras.KerasTensor((texts.shape[0], self.num_features), dtype="float32", sparse=self.sparse)
 
     def compute_output_shape(self, input_shape):
-        return (input_shape[0], self.vocabulary_size)
+        return (input_shape[0], self.num_features)
 
     def get_config(self):
         return {
@@ -126,5 +143,12 @@ class TextFeaturizer(Preprocessor):
             "num_bins": self.num_bins,
             "max_tokens": self.max_tokens,
             "min_df": self.min_df,
+            "round_features": self.round_features,
             "vocabulary_size": self.vocabulary_size,
         }
+
+
+def rounded_up(count: int, bits: int) -> int:
+    """The smallest number >= ``count`` written with ``bits`` significant bits (35158, 3 -> 40960)."""
+    shift = max(0, int(count).bit_length() - bits)
+    return ((int(count) + (1 << shift) - 1) >> shift) << shift

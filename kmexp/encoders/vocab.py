@@ -20,10 +20,13 @@ def batches(texts: Sequence[str], size: int = ADAPT_BATCH) -> Iterator[tf.Tensor
 def row_token_pairs(ids: tf.RaggedTensor, n_ids) -> tuple[tf.Tensor, tf.Tensor]:
     """Distinct (row, id) cells of a ragged id tensor and how often each occurs, in row-major order."""
     rows = tf.cast(ids.value_rowids(), tf.int64)
-    keys = rows * tf.cast(n_ids, tf.int64) + tf.cast(ids.flat_values, tf.int64)
-    unique, _, counts = tf.unique_with_counts(keys)
-    order = tf.argsort(unique)
-    return tf.gather(unique, order), tf.cast(tf.gather(counts, order), tf.float32)
+    keys = tf.sort(rows * tf.cast(n_ids, tf.int64) + tf.cast(ids.flat_values, tf.int64))
+    # Sorted, the copies of a cell are neighbours: a cell starts where the key changes (keys are >= 0, so
+    # the -1 in front marks the first one), and its count is the distance to the next start.
+    starts = tf.not_equal(keys, tf.concat([tf.constant([-1], tf.int64), keys], axis=0)[:-1])
+    first = tf.where(starts)[:, 0]
+    counts = tf.concat([first[1:], tf.shape(keys, out_type=tf.int64)], axis=0) - first
+    return tf.boolean_mask(keys, starts), tf.cast(counts, tf.float32)
 
 
 def document_frequencies(tokenize: Callable[[tf.Tensor], tf.RaggedTensor], texts: Sequence[str]) -> collections.Counter:

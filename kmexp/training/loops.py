@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 
 from kmexp.optim import LBFGS
 from kmexp.training.callbacks import CONVERGED, NonFiniteLoss
+from kmexp.training.kept import KeptNetworks
 from kmexp.training.resume import SkipShuffles, resumed_epoch
 
 
@@ -23,19 +24,29 @@ def concat_rows(parts: list) -> tf.Tensor | tf.SparseTensor:
     return tf.concat(parts, axis=0)
 
 
+def compiled(network: keras.Model, optimizer, loss, trainer: DictConfig, jit_compile: bool,
+             kept: KeptNetworks | None) -> keras.Model:
+    """The network to train: ``network`` compiled for Keras' fit, or a kept network with the same shapes in
+    the same starting state (``kept``: the process's kept networks; None keeps none). L-BFGS needs no compiling."""
+    if isinstance(optimizer, LBFGS):
+        return network
+    settings = {"jit_compile": jit_compile, "steps_per_execution": trainer.steps_per_execution}
+    if kept is None:
+        network.compile(optimizer=optimizer, loss=loss, **settings)
+        return network
+    return kept.compiled(network, optimizer, loss, **settings)
+
+
 def fit(network: keras.Model, optimizer, loss, features, targets: np.ndarray, trainer: DictConfig, seed: int,
-        callbacks: list, jit_compile: bool, sample_weight: np.ndarray | None = None):
+        callbacks: list, sample_weight: np.ndarray | None = None):
     """Train ``network`` on precomputed features and one-hot targets; return its ``keras.callbacks.History``.
 
-    ``trainer`` is the ``trainer`` config subtree (epochs, batch size, steps per execution).
-    ``sample_weight`` (one per row; None: all 1) scales each row's loss, e.g. the rows that
-    related-language pooling (``language.pool``) adds from other languages.
+    ``network`` comes from ``compiled``. ``trainer`` is the ``trainer`` config subtree (epochs,
+    batch size). ``sample_weight`` (one per row; None: all 1) scales each row's loss, e.g. the
+    rows that related-language pooling (``language.pool``) adds from other languages.
     """
     if isinstance(optimizer, LBFGS):
         return fit_full_batch(network, optimizer, loss, features, targets, trainer.epochs, callbacks, sample_weight)
-    network.compile(
-        optimizer=optimizer, loss=loss, jit_compile=jit_compile, steps_per_execution=trainer.steps_per_execution
-    )
     train = minibatches(features, targets, trainer.batch_size, seed, sample_weight)
     callbacks = [*callbacks, SkipShuffles(train)]
     return network.fit(train, epochs=trainer.epochs, callbacks=callbacks, verbose=0, shuffle=False)
