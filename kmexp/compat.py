@@ -140,3 +140,13 @@ def hub_offline() -> Iterator[None]:
         yield
     finally:
         datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE = saved
+
+
+def basic_sweeper() -> type:
+    """Hydra's basic grid sweeper (``hydra/sweeper=basic``), which kmexp's sweeper extends.
+
+    Hydra exports the ``Sweeper`` interface but not the basic sweeper's class.
+    """
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+    return BasicSweeper

@@ -48,3 +48,14 @@ def test_wheel_install_runs_from_an_empty_folder(small_data, tmp_path):
     metrics = json.loads((only_run_dir(empty / "outputs") / "metrics.json").read_text())
     assert metrics["status"] == "completed"
     assert metrics["versions"]["kmexp"] is not None
+
+    # A sweep: Hydra finds kmexp's sweeper, a plugin the wheel installs as hydra_plugins/kmexp_sweeper.
+    sweep = subprocess.run(
+        [str(python), "-m", "kmexp", "-m", *files_overrides(small_data), "logger=none", "trainer.epochs=2", "seed=0,1",
+         "hydra.sweep.dir=swept"],
+        cwd=empty, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert sweep.returncode == 0, sweep.stderr[-3000:]
+    assert "Warning" not in sweep.stderr, sweep.stderr[-3000:]
+    assert [json.loads((empty / "swept" / job / "metrics.json").read_text())["status"] for job in ("0", "1")] == [
+        "completed", "completed"]

@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from kmexp.paths import config_dir
 from kmexp.runs import HISTORY_FILE, MODEL_FILE
 from kmexp.train import train
-from tests.conftest import files_overrides
+from conftest import files_overrides
 
 
 def compose_config(overrides: list[str]):

@@ -245,6 +245,49 @@ def compose_multirun(overrides: list[str]):
         return compose("config", overrides=overrides, return_hydra_config=True)
 
 
+class CountingLoader:
+    """Hydra's own config loader, counting the job configs it composes."""
+
+    def __init__(self, loader):
+        self.loader = loader
+        self.composed = 0
+
+    def load_sweep_config(self, master_config, sweep_overrides):
+        self.composed += 1
+        return self.loader.load_sweep_config(master_config, sweep_overrides)
+
+
+def test_the_sweeper_composes_each_job_once():
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf
+
+    from kmexp.sweeper import ComposedOnce
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        hydra_loader = GlobalHydra.instance().config_loader()
+        master = hydra_loader.load_configuration("config", ["language=en,fr"], RunMode.MULTIRUN)
+        counting = CountingLoader(hydra_loader)
+        loader = ComposedOnce(counting)
+        jobs = [["language=en"], ["language=fr"]]
+        checked = [loader.load_sweep_config(master, job) for job in jobs]  # the sweeper checks every job first
+        launched = [loader.load_sweep_config(master, job) for job in jobs]  # then the launcher runs each
+        assert counting.composed == 2
+        for job, config in zip(jobs, launched, strict=True):
+            fresh = hydra_loader.load_sweep_config(master, job)
+            assert OmegaConf.to_yaml(config) == OmegaConf.to_yaml(fresh)
+        assert launched[0].language.code == "eng_Latn" and launched[1].language.code == "fra_Latn"
+        assert [id(config) for config in launched] == [id(config) for config in checked]
+        loader.load_sweep_config(master, jobs[0])  # a third request composes anew
+        assert counting.composed == 3
+        small = ComposedOnce(counting, size=1)  # a bounded number kept: the second job is composed twice
+        for job in jobs + jobs:
+            small.load_sweep_config(master, job)
+        assert counting.composed == 3 + 3
+        assert master.hydra.sweeper._target_ == "hydra_plugins.kmexp_sweeper.ComposeOnceSweeper"
+
+
 @pytest.mark.parametrize(("preset", "expected"), [("locales", 26), ("encoders", 7 * 6)])
 def test_sweep_presets_expand_to_their_jobs(preset, expected):
     cfg = compose_multirun([f"+sweep={preset}"])

@@ -1,0 +1,97 @@
+"""kmexp's sweeper: Hydra's basic grid sweeper, with each job's config composed once rather than twice.
+
+Hydra's basic sweeper composes the config of every job before the first one starts,
+so that a bad value fails the sweep at once rather than at its 150th job; then its
+launcher (the in-process one, or joblib's, in the main process) composes each
+job's config again just before the job runs. Composing kmexp's config (schemas,
+a dozen groups, the script settings) costs a sizeable part of a short job
+(benchmarks/results/sweep_throughput.md). Here the first composition of each job
+is kept, untouched (the check only composes), and the launcher gets it back; at
+most ``KEPT_CONFIGS`` at a time, so a huge grid holds a bounded number of
+configs, and its later jobs are composed twice as before.
+``conf/hydra/sweeper/kmexp.yaml`` holds its settings (the basic sweeper's keys),
+and kmexp registers it as ``hydra/sweeper=basic``, in the place of Hydra's own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hydra.core.config_loader import ConfigLoader
+from hydra.core.object_type import ObjectType
+from hydra.types import HydraContext, RunMode, TaskFunction
+from omegaconf import DictConfig
+
+from kmexp import compat
+
+# Composed configs kept at once (each is a live config object of about half a megabyte).
+KEPT_CONFIGS = 256
+
+
+class ComposeOnceSweeper(compat.basic_sweeper()):
+    """``hydra/sweeper=basic``, whose launcher reuses the configs composed to check the sweep."""
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        loader = ComposedOnce(hydra_context.config_loader)
+        super().setup(
+            hydra_context=HydraContext(config_loader=loader, callbacks=hydra_context.callbacks),
+            task_function=task_function,
+            config=config,
+        )
+
+
+class ComposedOnce(ConfigLoader):
+    """A config loader that keeps each job's composed config until it is asked for a second time.
+
+    Jobs are told apart by their overrides (and the sweep's master config). The
+    second request gets the config the first one composed, which the sweeper's
+    check only read; a third request composes anew.
+    """
+
+    def __init__(self, loader: ConfigLoader, size: int = KEPT_CONFIGS):
+        self._loader = loader
+        self.size = size
+        self._kept: dict[tuple[int, tuple[str, ...]], DictConfig] = {}
+
+    def load_sweep_config(self, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
+        key = (id(master_config), tuple(sweep_overrides))
+        kept = self._kept.pop(key, None)
+        if kept is not None:
+            return kept
+        config = self._loader.load_sweep_config(master_config, sweep_overrides)
+        if len(self._kept) < self.size:
+            self._kept[key] = config
+        return config
+
+    # Everything else is the wrapped loader's.
+
+    def load_configuration(
+        self,
+        config_name: str | None,
+        overrides: list[str],
+        run_mode: RunMode,
+        from_shell: bool = True,
+        validate_sweep_overrides: bool = True,
+    ) -> DictConfig:
+        return self._loader.load_configuration(config_name, overrides, run_mode, from_shell, validate_sweep_overrides)
+
+    def get_search_path(self):
+        return self._loader.get_search_path()
+
+    def get_sources(self):
+        return self._loader.get_sources()
+
+    def list_groups(self, parent_name: str) -> list[str]:
+        return self._loader.list_groups(parent_name)
+
+    def get_group_options(
+        self,
+        group_name: str,
+        results_filter: ObjectType | None = ObjectType.CONFIG,
+        config_name: str | None = None,
+        overrides: list[str] | None = None,
+    ) -> list[str]:
+        return self._loader.get_group_options(group_name, results_filter, config_name, overrides)
+
+    def compute_defaults_list(self, config_name: str | None, overrides: list[str], run_mode: RunMode) -> Any:
+        return self._loader.compute_defaults_list(config_name, overrides, run_mode)
