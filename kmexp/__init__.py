@@ -33,5 +33,5 @@ def load_model(path: str | Path):
 
     from kmexp import compat
 
-    with compat.skip_random_initializers():  # the saved weights replace them all
+    with compat.weights_read_in_place():  # the saved weights replace the initial ones, without copies
         return keras.models.load_model(path, safe_mode=True)

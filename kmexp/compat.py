@@ -39,32 +39,117 @@ def forget_traced_gradients() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def skip_random_initializers() -> Iterator[None]:
-    """Variables created in the block start as zeros instead of a random draw, for weights loaded right after.
+def weights_read_in_place() -> Iterator[None]:
+    """Weights loaded in the block go from the file into their variables' memory, without copies on the way.
 
-    Drawing XLM-R base's 278M random numbers takes most of a warm-cache frozen job's
-    time (benchmarks/results/pretrained.md), and loading the preset overwrites every
-    one of them: Keras' weight loading refuses a file that lacks any of a layer's
-    variables. Variables with a constant initializer (seed states, counters) keep it.
+    Keras loads a weight by building its variable from a random draw, reading the
+    saved array into new memory, copying it (TensorFlow's ``convert_to_tensor``
+    copies every NumPy array) and assigning the copy. For XLM-R base's 1.1 GB each
+    of these fills 1.1 GB of fresh memory; on the benchmark machine that took most
+    of a warm-cache frozen job's time (benchmarks/results/pretrained.md). Here:
+
+    - a variable with a random initializer starts uninitialized (no draw, no memory
+      touched): loading overwrites it, since Keras refuses a file that lacks any of a
+      layer's variables. Variables with a constant initializer (seed states,
+      counters) keep it;
+    - each numeric array of an ``.h5`` weights file is read once, into fresh
+      page-aligned memory, and the variable it is assigned to takes that memory
+      over (DLPack) instead of a copy. Only arrays the block read and nothing else
+      changed are taken over; any other value is converted as usual.
     """
-    # Keras has no public way to create variables without running their initializers.
+    # Keras has no public way to create variables without running their initializers, nor to
+    # read weights other than through its own stores; TensorFlow copies every array it converts.
+    import weakref
+
     import tensorflow as tf
     from keras.src.backend.tensorflow.core import Variable
     from keras.src.initializers.random_initializers import RandomInitializer
+    from keras.src.saving import saving_lib
 
-    draw = Variable._initialize_with_initializer
+    draw, read, convert = Variable._initialize_with_initializer, saving_lib.H5IOStore.__getitem__, Variable._convert_to_tensor
+    fresh = weakref.WeakValueDictionary()  # id -> array read from the file in this block, not yet taken over
 
-    def zeros_for_random(variable, initializer):
+    def uninitialized_for_random(variable, initializer):
         if isinstance(initializer, RandomInitializer):
-            variable._initialize(lambda: tf.zeros(variable._shape, dtype=variable._dtype))
+            variable._initialize(lambda: tf.raw_ops.Empty(shape=variable._shape, dtype=variable._dtype, init=False))
         else:
             draw(variable, initializer)
 
-    Variable._initialize_with_initializer = zeros_for_random
+    def read_once(store, key):
+        dataset = saving_lib.safe_get_h5_dataset(store._h5_entry_group, key)
+        if "dtype" in dataset.attrs or dataset.dtype.name not in _SHARED_DTYPES:  # bfloat16 (an attribute), strings
+            return read(store, key)
+        array = _page_aligned_empty(dataset.shape, dataset.dtype)
+        if array.size:
+            dataset.read_direct(array)
+        fresh[id(array)] = array
+        return array
+
+    def take_over(variable, value, dtype=None):
+        if fresh.get(id(value)) is value and value.dtype == variable._dtype:
+            del fresh[id(value)]
+            return tf.experimental.dlpack.from_dlpack(value.__dlpack__())
+        return convert(variable, value, dtype=dtype)
+
+    Variable._initialize_with_initializer = uninitialized_for_random
+    saving_lib.H5IOStore.__getitem__ = read_once
+    Variable._convert_to_tensor = take_over
     try:
         yield
     finally:
         Variable._initialize_with_initializer = draw
+        saving_lib.H5IOStore.__getitem__ = read
+        Variable._convert_to_tensor = convert
+
+
+# The dtypes whose arrays TensorFlow and NumPy share through DLPack (bfloat16, bool and float8 are left out).
+_SHARED_DTYPES = frozenset(
+    {"float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"}
+)
+
+
+def _page_aligned_empty(shape: tuple, dtype):
+    """A NumPy array over fresh anonymous memory: page-aligned, as TensorFlow needs to share it."""
+    import mmap
+    import numpy as np
+
+    dtype = np.dtype(dtype)
+    count = int(np.prod(shape, dtype=np.int64))
+    return np.frombuffer(mmap.mmap(-1, max(count * dtype.itemsize, 1)), dtype=dtype, count=count).reshape(shape)
+
+
+@contextlib.contextmanager
+def weights_written_in_place() -> Iterator[None]:
+    """Models saved in the block write each variable's values to the ``.h5`` weights straight from its memory.
+
+    Keras copies every variable into a new NumPy array before writing it
+    (``np.array``, then ``Variable.numpy``): for a 1.1 GB backbone that is 1.1 GB of
+    fresh memory filled per save. The file's contents are the same either way.
+    Variables off the CPU, and those of other dtypes than ``_SHARED_DTYPES`` (bfloat16
+    is stored with a dtype attribute), are written the usual way.
+    """
+    # Keras' weights store offers no way to write an array without copying it first.
+    import numpy as np
+    import tensorflow as tf
+    from keras.src.backend.tensorflow.core import Variable
+    from keras.src.saving import saving_lib
+
+    write = saving_lib.H5IOStore.__setitem__
+    cpu = 1  # DLPack's device type for host memory
+
+    def write_in_place(store, key, value):
+        tensor = tf.convert_to_tensor(value) if isinstance(value, Variable) and value.dtype in _SHARED_DTYPES else None
+        if tensor is None or tensor.__dlpack_device__()[0] != cpu:
+            return write(store, key, value)
+        if not store._h5_entry_initialized:
+            store._create_h5_group(store._h5_entry_path)
+        store._h5_entry_group[key] = np.from_dlpack(tensor)
+
+    saving_lib.H5IOStore.__setitem__ = write_in_place
+    try:
+        yield
+    finally:
+        saving_lib.H5IOStore.__setitem__ = write
 
 
 def null_lookup_initializer(key_dtype, value_dtype):

@@ -181,13 +181,71 @@ def test_one_model_on_several_languages_is_scored_zero_shot_on_others(tiny_prese
     assert all(0 <= scores["accuracy"] <= 1 and scores["support"] == 204 for scores in metrics["eval"].values())
 
 
-def test_the_backbone_loads_the_presets_weights_without_drawing_random_ones_first(tiny_preset):
+def test_the_backbone_loads_the_presets_weights_in_place_and_they_train_there(tiny_preset):
+    import keras
     import keras_hub
+    import tensorflow as tf
 
     from kmexp.encoders.pretrained import PresetEncoder
 
-    drawn = keras_hub.models.Backbone.from_preset(str(tiny_preset))
-    encoder = PresetEncoder.from_preset(str(tiny_preset), pooling="mean", mode="frozen", input_dim=100)
+    drawn = keras_hub.models.Backbone.from_preset(str(tiny_preset))  # Keras' own path: random draws, then copies
+    encoder = PresetEncoder.from_preset(str(tiny_preset), pooling="mean", mode="finetune", input_dim=100)
     assert len(encoder.backbone.weights) == len(drawn.weights)
     for mine, theirs in zip(encoder.backbone.weights, drawn.weights):
         np.testing.assert_array_equal(mine.numpy(), theirs.numpy(), err_msg=mine.path)
+    # The variables own the memory the file was read into: the backbone runs on it, and training writes to it.
+    ids = tf.constant([[0, 10, 11, 2, encoder.pad_id, encoder.pad_id]], dtype=tf.int32)
+    np.testing.assert_allclose(
+        encoder(ids, training=False).numpy(), PresetEncoder(drawn, "mean", encoder.pad_id)(ids, training=False).numpy(),
+        rtol=1e-5,
+    )
+    embeddings = encoder.backbone.token_embedding.embeddings
+    embeddings.assign_add(keras.ops.ones(embeddings.shape))
+    np.testing.assert_array_equal(embeddings.numpy(), drawn.token_embedding.embeddings.numpy() + 1)
+
+
+def test_inside_the_in_place_block_other_arrays_are_still_copied_into_variables():
+    import keras
+
+    from kmexp import compat
+
+    with compat.weights_read_in_place():
+        variable = keras.Variable(np.zeros(3, dtype="float32"))
+        values = np.ones(3, dtype="float32")
+        variable.assign(values)
+        values[:] = 5  # the caller's array stays the caller's
+    np.testing.assert_array_equal(variable.numpy(), [1, 1, 1])
+
+
+def test_a_saved_model_holds_the_same_weights_file_as_keras_own_save(tiny_preset, tmp_path):
+    import zipfile
+
+    import h5py
+    import keras
+    import keras_hub
+
+    from kmexp.runs import save_model
+
+    backbone = keras_hub.models.Backbone.from_preset(str(tiny_preset))
+    inputs = {name: keras.Input((None,), dtype=dtype, name=name) for name, dtype in
+              [("token_ids", "int32"), ("padding_mask", "bool")]}
+    model = keras.Model(inputs, backbone(inputs))
+    save_model(model, tmp_path / "kmexp.keras")  # weights written from the variables' memory
+    model.save(tmp_path / "keras.keras")  # weights copied first, Keras' way
+
+    def arrays(path: Path) -> dict:
+        with zipfile.ZipFile(path) as archive:
+            assert archive.testzip() is None  # every member's checksum holds
+            (tmp_path / "weights.h5").write_bytes(archive.read("model.weights.h5"))
+        found = {}
+        with h5py.File(tmp_path / "weights.h5") as weights:
+            weights.visititems(lambda name, item: found.update({name: item[()]}) if isinstance(item, h5py.Dataset) else None)
+        return found
+
+    mine, theirs = arrays(tmp_path / "kmexp.keras"), arrays(tmp_path / "keras.keras")
+    assert sorted(mine) == sorted(theirs) and len(mine) > 10
+    for name in mine:
+        np.testing.assert_array_equal(mine[name], theirs[name], err_msg=name)
+    reloaded = keras.saving.load_model(tmp_path / "kmexp.keras")
+    for saved, loaded in zip(model.weights, reloaded.weights):
+        np.testing.assert_array_equal(saved.numpy(), loaded.numpy(), err_msg=saved.path)

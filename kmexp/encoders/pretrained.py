@@ -194,7 +194,7 @@ class PresetEncoder(_HoldsKerasHubLayer):
     def from_preset(cls, preset: str, pooling: str, mode: str, input_dim: int) -> PresetEncoder:
         """The preset's backbone with its weights; ``mode`` finetune trains it, frozen does not."""
         raise_problems(check_choice("encoder.mode", mode, MODES))
-        with compat.skip_random_initializers():  # the preset's weights replace them all
+        with compat.weights_read_in_place():  # the preset's weights replace the initial ones, without copies
             backbone = _load("Backbone", preset)
         if input_dim > backbone.vocabulary_size:  # an id past the embedding table would fail mid-training
             raise ConfigError(
