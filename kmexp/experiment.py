@@ -35,7 +35,7 @@ from kmexp.metrics import classification_report
 from kmexp.network import export_model
 from kmexp.runs import BACKUP_DIR, HISTORY_FILE, MODEL_FILE, Objective, save_model
 from kmexp.training.callbacks import DevScores, EpochLogger, HistoryCSV, StopOnNonFiniteLoss, StopReason
-from kmexp.training.kept import KeptNetworks
+from kmexp.training.kept import KeptNetworks, with_values_of
 from kmexp.training.loops import compiled, fit
 from kmexp.training.resume import TrainingBackup
 
@@ -79,10 +79,10 @@ def _experiment(cfg: DictConfig, run_dir: Path, logger, kept: KeptNetworks | Non
 
     with strategy.scope():
         trained_embedder = None if frozen is not None else embedder
-        network = build_network(cfg.model, cfg.activation, trained_embedder, features.spec, len(labels))
+        built = build_network(cfg.model, cfg.activation, trained_embedder, features.spec, len(labels))
         optimizer = build_optimizer(cfg.optimizer, cfg.trainer, len(splits.train.texts))
         loss = build_loss(cfg.loss)
-    network = compiled(network, optimizer, loss, cfg.trainer, cfg.device.jit_compile, kept)
+    network = compiled(built, optimizer, loss, cfg.trainer, cfg.device.jit_compile, kept)
     metrics = build_metrics(cfg.metric)
     objective = next(iter(metrics))
 
@@ -107,7 +107,9 @@ def _experiment(cfg: DictConfig, run_dir: Path, logger, kept: KeptNetworks | Non
 
     # Export and evaluate the end-to-end model, so the scores are those of the saved file. A frozen
     # encoder's splits are scored from their cached vectors: the saved model's numbers, not embedded again.
-    model = export_model(preprocessor, network, frozen)
+    # The job's own network is exported, with the trained values: a kept network called inside an exported
+    # model would keep a reference to each job's model (its vocabulary too) for as long as it is kept.
+    model = export_model(preprocessor, with_values_of(network, built), frozen)
     save_model(model, run_dir / MODEL_FILE)
     evaluate_started = time.perf_counter()
     predict = partial(_probabilities, model) if frozen is None else partial(_head_probabilities, network, features)

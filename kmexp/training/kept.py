@@ -88,3 +88,11 @@ def _start_as(kept: keras.Model, fresh: keras.Model, optimizer) -> None:
     for variable, value in zip(kept.optimizer.variables, optimizer.variables, strict=True):
         variable.assign(value)
     compat.set_initial_epoch(kept, None)  # a resumed job left its starting epoch on the model
+
+
+def with_values_of(trained: keras.Model, network: keras.Model) -> keras.Model:
+    """``network`` holding ``trained``'s values (the same network when they are one): what a job exports."""
+    if network is not trained:
+        for variable, value in zip(network.variables, trained.variables, strict=True):
+            variable.assign(value)
+    return network
