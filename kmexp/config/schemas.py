@@ -160,6 +160,7 @@ class TextFeaturizerConfig(PreprocessorConfig):
     num_bins: Optional[int] = MISSING
     max_tokens: Optional[int] = MISSING
     min_df: int = MISSING
+    word_ngram_range: Optional[List[int]] = MISSING  # null, or word n-grams added to the analyzer's
 
 
 @dataclass

@@ -8,9 +8,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kmexp.encoders import vocab
+from kmexp.encoders import text, vocab
 from kmexp.encoders.base import PACKAGE, Preprocessor
 from kmexp.encoders.lookup import StringLookup
+
+# Prefixes word n-grams fused with character n-grams (``word_ngram_range``).
+WORD_MARK = "\x1f"
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -39,10 +42,12 @@ class TextFeaturizer(Preprocessor):
         num_bins: int | None,
         max_tokens: int | None,
         min_df: int,
+        word_ngram_range: Sequence[int] | None = None,
         vocabulary_size: int | None = None,
         **kwargs,
     ):
         super().__init__(standardize, analyzer, ngram_range, **kwargs)
+        self.word_ngram_range = None if word_ngram_range is None else tuple(int(n) for n in word_ngram_range)
         self.output_mode = output_mode
         self.sublinear_tf = bool(sublinear_tf)
         self.l2_normalize = bool(l2_normalize)
@@ -56,6 +61,17 @@ class TextFeaturizer(Preprocessor):
             self.lookup = StringLookup(num_oov_indices=1, mask_token=None, name="lookup")
         if self.vocabulary_size is not None:
             self._make_idf()
+
+    def tokens(self, texts: tf.Tensor) -> tf.RaggedTensor:
+        """The analyzer's n-grams, then (with ``word_ngram_range``) word n-grams, marked apart."""
+        if self.word_ngram_range is None:
+            return super().tokens(texts)
+        standardized = text.standardize(texts, self.standardize)
+        words = text.tokens(standardized, "word", self.word_ngram_range)
+        # Standardized text holds no control characters, so the mark keeps word n-grams apart
+        # from character n-grams that spell the same string.
+        marked = tf.ragged.map_flat_values(lambda grams: tf.strings.join([WORD_MARK, grams]), words)
+        return tf.concat([text.tokens(standardized, self.analyzer, self.ngram_range), marked], axis=1)
 
     def _make_idf(self) -> None:
         self.idf = self.add_weight(name="idf", shape=(self.vocabulary_size,), initializer="ones", trainable=False)
@@ -126,5 +142,6 @@ class TextFeaturizer(Preprocessor):
             "num_bins": self.num_bins,
             "max_tokens": self.max_tokens,
             "min_df": self.min_df,
+            "word_ngram_range": None if self.word_ngram_range is None else list(self.word_ngram_range),
             "vocabulary_size": self.vocabulary_size,
         }
