@@ -10,6 +10,17 @@ SIB-200 from ``KMEXP_DATA_DIR``.
     KMEXP_DATA_DIR=/path/to/sib200 python benchmarks/sib200_quality.py            # the 26 presets
     KMEXP_DATA_DIR=/path/to/sib200 python benchmarks/sib200_quality.py --all      # all 205
     KMEXP_DATA_DIR=/path/to/sib200 python benchmarks/sib200_quality.py --languages fr zh -- encoder=onehot   # overrides after --
+    KMEXP_DATA_DIR=/path/to/sib200 python benchmarks/sib200_quality.py --all --seeds 3    # mean of seeds 0, 1, 2
+    KMEXP_DATA_DIR=/path/to/sib200 python benchmarks/sib200_quality.py --all --every 5   # screening: every 5th language
+
+With ``--seeds N`` each language is trained with ``seed=0`` ... ``seed=N-1``;
+the table shows the mean over seeds, and the summary the mean over languages
+with a 95% t-interval over the N seeds' means. A difference from the reference
+smaller than the noise of a test split of n sentences (1.96 binomial standard
+errors of a difference of two accuracies, sqrt(2 p (1 - p) / n)) is shown in
+brackets. ``--every K`` keeps every K-th language of the list, for quick
+screening of settings on dev: its means are not comparable with a run over all
+languages.
 """
 
 from __future__ import annotations
@@ -17,18 +28,21 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import math
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import keras
+import pandas as pd
 from hydra import compose, initialize_config_dir
 
 from kmexp.config import register_configs
 from kmexp.data import sib200_codes
 from kmexp.paths import config_dir, group_options
 from kmexp.train import train
+from scipy import stats
 
 from reference_svm import reference_run  # benchmarks/reference_svm.py: benchmarks run as scripts, this folder is on sys.path
 
@@ -55,6 +69,8 @@ def main() -> None:
     parser.add_argument("--all", action="store_true", help="all 205 SIB-200 languages")
     parser.add_argument("--languages", nargs="*", help="preset tags (fr, zh, ...) or SIB-200 codes")
     parser.add_argument("--encoders", nargs="*", help="instead: a language x encoder table of test accuracy")
+    parser.add_argument("--seeds", type=int, default=1, help="train each language with seeds 0..N-1 and report means")
+    parser.add_argument("--every", type=int, default=1, help="screening only: keep every K-th language")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "sib200_quality.md")
     parser.add_argument("overrides", nargs="*", help="kmexp config overrides, after --")
     args = parser.parse_args()
@@ -66,20 +82,28 @@ def main() -> None:
     else:
         tags = args.languages or preset_languages()
         languages = [_language(tag) for tag in tags]
+    languages = languages[:: args.every]
 
     if args.encoders:
         args.out.write_text(encoder_matrix(root, languages, args.encoders, args.overrides))
         print(f"wrote {args.out}")
         return
+    seeds = [[]] if args.seeds == 1 else [[f"seed={k}"] for k in range(args.seeds)]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for i, (code, language) in enumerate(languages):
-            dev, ours, ours_s = kmexp_run(language, args.overrides, Path(tmp) / str(i))
+            runs = [kmexp_run(language, [*args.overrides, *seed], Path(tmp) / f"{i}-{k}") for k, seed in enumerate(seeds)]
             ref, ref_s = reference_run(root, code)
-            rows.append({"language": code, "dev": dev, "kmexp": ours, "reference": ref, "ours_s": ours_s, "ref_s": ref_s})
-            print(f"{i + 1}/{len(languages)} {code}: kmexp {ours:.4f} ({ours_s:.1f}s)  reference {ref:.4f} ({ref_s:.2f}s)", flush=True)
+            dev, ours, ours_s = (list(values) for values in zip(*runs))
+            n = len(pd.read_csv(root / code / "test.tsv", sep="\t"))
+            rows.append({"language": code, "dev": dev, "kmexp": ours, "reference": ref, "ours_s": ours_s, "ref_s": ref_s, "n": n})
+            print(
+                f"{i + 1}/{len(languages)} {code}: dev {statistics.mean(dev):.4f} kmexp {statistics.mean(ours):.4f} "
+                f"({statistics.mean(ours_s):.1f}s)  reference {ref:.4f} ({ref_s:.2f}s)",
+                flush=True,
+            )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(report(rows, args.overrides))
+    args.out.write_text(report(rows, args.overrides, args.every))
     print(f"wrote {args.out}")
 
 
@@ -120,37 +144,69 @@ def _language(tag: str) -> tuple[str, list[str]]:
     return code, [f"language={tag}"]
 
 
-def report(rows: list[dict], overrides: list[str]) -> str:
+def report(rows: list[dict], overrides: list[str], every: int) -> str:
+    """Markdown: one row per language (means over seeds), then the means, intervals and counts."""
+    seeds = len(rows[0]["kmexp"])
+    subset = f" Screening: every {every}th language only." if every > 1 else ""
     lines = [
         "# SIB-200 test accuracy: kmexp vs the scikit-learn char n-gram SVM reference",
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}; "
-        f"kmexp overrides: {' '.join(overrides) or '(default config)'}.",
-        "Seconds: fit plus evaluate, after imports, both measured in this run.",
+        f"kmexp overrides: {' '.join(overrides) or '(default config)'}; "
+        f"{'seed 0' if seeds == 1 else f'mean of seeds 0-{seeds - 1}'}.{subset}",
+        "Seconds: fit plus evaluate, after imports, both measured in this run. A difference in brackets is "
+        "within the noise of the test split (|difference| < 1.96 sqrt(2 p (1 - p) / n)).",
         "",
         "| language | kmexp | reference | difference | kmexp s | reference s |",
         "|---|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
+        ours, diff = statistics.mean(r["kmexp"]), _difference(r)
+        shown = f"{100 * diff:+.1f}" if abs(diff) >= _noise(r) else f"({100 * diff:+.1f})"
         lines.append(
-            f"| {r['language']} | {100 * r['kmexp']:.1f} | {100 * r['reference']:.1f} | "
-            f"{100 * (r['kmexp'] - r['reference']):+.1f} | {r['ours_s']:.1f} | {r['ref_s']:.2f} |"
+            f"| {r['language']} | {100 * ours:.1f} | {100 * r['reference']:.1f} | {shown} | "
+            f"{statistics.mean(r['ours_s']):.1f} | {r['ref_s']:.2f} |"
         )
-    worst = min(rows, key=lambda r: r["kmexp"] - r["reference"])
-    ours_mean = 100 * statistics.mean(r["kmexp"] for r in rows)
+    worst = min(rows, key=_difference)
     ref_mean = 100 * statistics.mean(r["reference"] for r in rows)
-    time_ratio = statistics.median(r["ours_s"] / r["ref_s"] for r in rows)
-    dev_mean = 100 * statistics.mean(r["dev"] for r in rows)
+    time_ratio = statistics.median(statistics.mean(r["ours_s"]) / r["ref_s"] for r in rows)
+    below = [sum(_difference(r) < -limit for r in rows) for limit in (0.025, 0.05)]
+    within = sum(abs(_difference(r)) < _noise(r) for r in rows)
     lines += [
         "",
-        f"- Mean test accuracy over {len(rows)} languages: kmexp {ours_mean:.1f}, reference {ref_mean:.1f} "
-        f"({ours_mean - ref_mean:+.1f}). kmexp's mean dev accuracy (what settings are chosen on): {dev_mean:.1f}.",
-        f"- Worst language against the reference: {worst['language']} "
-        f"({100 * (worst['kmexp'] - worst['reference']):+.1f} points).",
-        f"- Time ratio kmexp / reference (median over languages): {time_ratio:.1f}x.",
+        f"- Mean test accuracy over {len(rows)} languages: kmexp {_mean_over_seeds(rows, 'kmexp')}, "
+        f"reference {ref_mean:.2f}. kmexp's mean dev accuracy (what settings are chosen on): "
+        f"{_mean_over_seeds(rows, 'dev')}.",
+        f"- Worst language against the reference: {worst['language']} ({100 * _difference(worst):+.1f} points).",
+        f"- Languages more than 2.5 points below the reference: {below[0]}; more than 5 below: {below[1]}; "
+        f"difference within the noise of the test split: {within} of {len(rows)}.",
+        f"- Time ratio kmexp / reference (median over languages): {time_ratio:.1f}x; kmexp seconds per job: "
+        f"median {statistics.median(s for r in rows for s in r['ours_s']):.2f}, "
+        f"mean {statistics.mean(s for r in rows for s in r['ours_s']):.2f}.",
         "",
     ]
     return "\n".join(lines)
+
+
+def _difference(row: dict) -> float:
+    return statistics.mean(row["kmexp"]) - row["reference"]
+
+
+def _noise(row: dict) -> float:
+    """1.96 standard errors of the difference of two accuracies near p on the same n test sentences."""
+    p = (statistics.mean(row["kmexp"]) + row["reference"]) / 2
+    return 1.96 * math.sqrt(2 * p * (1 - p) / row["n"])
+
+
+def _mean_over_seeds(rows: list[dict], key: str) -> str:
+    """The mean over languages; with several seeds, the mean of the seeds' means and its 95% t-interval."""
+    per_seed = [100 * statistics.mean(r[key][k] for r in rows) for k in range(len(rows[0][key]))]
+    mean = statistics.mean(per_seed)
+    if len(per_seed) == 1:
+        return f"{mean:.2f}"
+    half = stats.t.ppf(0.975, len(per_seed) - 1) * statistics.stdev(per_seed) / math.sqrt(len(per_seed))
+    seeds = ", ".join(f"{m:.2f}" for m in per_seed)
+    return f"{mean:.2f} ± {half:.2f} (95% interval over {len(per_seed)} seeds: {seeds})"
 
 
 if __name__ == "__main__":

@@ -85,3 +85,31 @@ def test_hashed_sparse_model_trains_and_round_trips(tmp_path):
     probe = tf.constant(["the team won", "rain today", "漢字"])
     np.testing.assert_allclose(loaded.predict(probe, verbose=0), model.predict(probe, verbose=0), atol=1e-6)
     assert model.predict(tf.constant(TEXTS), verbose=0).argmax(1).tolist() == labels.argmax(1).tolist()
+
+
+def test_word_ngrams_fused_with_char_ngrams_equal_scikit_learn_union(tmp_path):
+    import keras
+    import scipy.sparse
+
+    from kmexp.encoders.bag import WORD_MARK
+
+    fused = featurizer(analyzer="char_wb", ngram_range=(1, 3), word_ngram_range=(1, 2))
+    # scikit-learn: the two TF-IDF blocks side by side (each with its own idf), then one unit length per row.
+    char = TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 3), sublinear_tf=True, norm=None)
+    word = TfidfVectorizer(analyzer="word", ngram_range=(1, 2), sublinear_tf=True, norm=None, token_pattern=r"\S+")
+    union = scipy.sparse.hstack([char.fit_transform(TEXTS), word.fit_transform(TEXTS)]).toarray()
+    expected = union / np.linalg.norm(union, axis=1, keepdims=True)
+    tokens = [*char.vocabulary_, *(WORD_MARK + w for w in word.vocabulary_)]
+    offsets = [*char.vocabulary_.values(), *(len(char.vocabulary_) + i for i in word.vocabulary_.values())]
+    column = dict(zip(tokens, offsets))
+    vocabulary = fused.lookup.get_vocabulary()[1:]
+    # "a" the word and "a" the character are two features.
+    assert sorted(vocabulary) == sorted(tokens) and "a" in vocabulary and WORD_MARK + "a" in vocabulary
+    np.testing.assert_allclose(fused(tf.constant(TEXTS)).numpy(), expected[:, [column[t] for t in vocabulary]],
+                               rtol=1e-5, atol=1e-6)
+    # The option is saved with the layer: a reloaded one counts word n-grams too.
+    model = keras.Sequential([keras.Input(shape=(), dtype="string"), fused])
+    model.save(tmp_path / "fused.keras")
+    loaded = keras.models.load_model(tmp_path / "fused.keras")
+    assert loaded.layers[0].word_ngram_range == (1, 2)
+    np.testing.assert_allclose(loaded(tf.constant(TEXTS)).numpy(), fused(tf.constant(TEXTS)).numpy(), atol=1e-6)

@@ -243,6 +243,7 @@ def test_sweep_preset_and_hydra_block_still_compose():
         (["encoder.preprocessor.ngram_range=[0,2]"], "encoder.preprocessor.ngram_range=[0, 2] is not allowed"),
         (["encoder.preprocessor.ngram_range=[3,2]"], "encoder.preprocessor.ngram_range=[3, 2]"),
         (["encoder.preprocessor.ngram_range=[1,2,3]"], "encoder.preprocessor.ngram_range=[1, 2, 3]"),
+        (["encoder.preprocessor.word_ngram_range=[2,1]"], "encoder.preprocessor.word_ngram_range=[2, 1] is not"),
         (["encoder.preprocessor.analyzer=words"], "analyzer=words is not allowed: it must be one of word,"),
         (["encoder.preprocessor.output_mode=onehot"], "encoder.preprocessor.output_mode=onehot"),
         (["encoder.preprocessor.max_tokens=0"], "encoder.preprocessor.max_tokens=0"),

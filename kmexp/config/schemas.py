@@ -161,6 +161,7 @@ class TextFeaturizerConfig(PreprocessorConfig):
     max_tokens: Optional[int] = MISSING
     min_df: int = MISSING
     round_features: Optional[int] = MISSING
+    word_ngram_range: Optional[List[int]] = MISSING  # null, or word n-grams added to the analyzer's
 
 
 @dataclass

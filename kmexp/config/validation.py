@@ -219,6 +219,7 @@ def check_preprocessor(preprocessor: Mapping, prefix: str = "encoder.preprocesso
     problems = [
         *_check_ranges(prefix, preprocessor),
         *_check_ngram_range(f"{prefix}.ngram_range", preprocessor.get("ngram_range")),
+        *_check_ngram_range(f"{prefix}.word_ngram_range", preprocessor.get("word_ngram_range")),
     ]
     if "analyzer" in preprocessor:
         problems += check_choice(f"{prefix}.analyzer", preprocessor["analyzer"], ANALYZERS)

@@ -8,9 +8,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kmexp.encoders import vocab
+from kmexp.encoders import text, vocab
 from kmexp.encoders.base import PACKAGE, Preprocessor
 from kmexp.encoders.lookup import StringLookup
+
+# Prefixes word n-grams fused with character n-grams (``word_ngram_range``).
+WORD_MARK = "\x1f"
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -48,10 +51,12 @@ class TextFeaturizer(Preprocessor):
         min_df: int,
         # Saved models from before the option have none: their feature count is the exact one.
         round_features: int | None = None,
+        word_ngram_range: Sequence[int] | None = None,
         vocabulary_size: int | None = None,
         **kwargs,
     ):
         super().__init__(standardize, analyzer, ngram_range, **kwargs)
+        self.word_ngram_range = None if word_ngram_range is None else tuple(int(n) for n in word_ngram_range)
         self.output_mode = output_mode
         self.sublinear_tf = bool(sublinear_tf)
         self.l2_normalize = bool(l2_normalize)
@@ -73,6 +78,16 @@ class TextFeaturizer(Preprocessor):
         if self.num_bins is not None or self.round_features is None:
             return self.vocabulary_size
         return rounded_up(self.vocabulary_size, self.round_features)
+    def tokens(self, texts: tf.Tensor) -> tf.RaggedTensor:
+        """The analyzer's n-grams, then (with ``word_ngram_range``) word n-grams, marked apart."""
+        if self.word_ngram_range is None:
+            return super().tokens(texts)
+        standardized = text.standardize(texts, self.standardize)
+        words = text.tokens(standardized, "word", self.word_ngram_range)
+        # Standardized text holds no control characters, so the mark keeps word n-grams apart
+        # from character n-grams that spell the same string.
+        marked = tf.ragged.map_flat_values(lambda grams: tf.strings.join([WORD_MARK, grams]), words)
+        return tf.concat([text.tokens(standardized, self.analyzer, self.ngram_range), marked], axis=1)
 
     def _make_idf(self) -> None:
         self.idf = self.add_weight(name="idf", shape=(self.vocabulary_size,), initializer="ones", trainable=False)
@@ -144,6 +159,7 @@ class TextFeaturizer(Preprocessor):
             "max_tokens": self.max_tokens,
             "min_df": self.min_df,
             "round_features": self.round_features,
+            "word_ngram_range": None if self.word_ngram_range is None else list(self.word_ngram_range),
             "vocabulary_size": self.vocabulary_size,
         }
 
