@@ -101,7 +101,7 @@ def main() -> None:
     featurizer = TextFeaturizer(
         standardize={**STANDARDIZE, "locale": args.locale}, analyzer="char_wb", ngram_range=[1, 5],
         output_mode="tfidf", sublinear_tf=True, l2_normalize=True, sparse=True, num_bins=None, max_tokens=None,
-        min_df=1,
+        min_df=1, round_features=3,
     ).adapt(texts["train"])
     # Features once, outside the training loop (the featurizer is fixed after adapting).
     x_train, x_dev = featurizer(tf.constant(texts["train"])), featurizer(tf.constant(texts["dev"]))
@@ -109,7 +109,7 @@ def main() -> None:
     y_dev = keras.utils.to_categorical(y["dev"], len(labels))
 
     head = keras.Sequential([
-        keras.Input(shape=(featurizer.vocabulary_size,), sparse=True),
+        keras.Input(shape=(featurizer.num_features,), sparse=True),
         keras.layers.Dense(len(labels), kernel_regularizer=keras.regularizers.L2(3e-6)),
     ])
     head.compile(

@@ -24,7 +24,7 @@ TEXTS = [
 
 def featurizer(**overrides) -> TextFeaturizer:
     args = dict(standardize=PLAIN, analyzer="word", ngram_range=(1, 2), output_mode="tfidf", sublinear_tf=True,
-                l2_normalize=True, sparse=False, num_bins=None, max_tokens=None, min_df=1)
+                l2_normalize=True, sparse=False, num_bins=None, max_tokens=None, min_df=1, round_features=None)
     return TextFeaturizer(**{**args, **overrides}).adapt(TEXTS)
 
 

@@ -49,8 +49,7 @@ class TextFeaturizer(Preprocessor):
         num_bins: int | None,
         max_tokens: int | None,
         min_df: int,
-        # Saved models from before the option have none: their feature count is the exact one.
-        round_features: int | None = None,
+        round_features: int | None,
         word_ngram_range: Sequence[int] | None = None,
         vocabulary_size: int | None = None,
         **kwargs,
@@ -147,6 +146,11 @@ class TextFeaturizer(Preprocessor):
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.num_features)
+
+    @classmethod
+    def from_config(cls, config):
+        # Models saved before round_features existed have the exact feature count.
+        return super().from_config({"round_features": None, **config})
 
     def get_config(self):
         return {
