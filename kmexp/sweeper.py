@@ -24,7 +24,7 @@ from omegaconf import DictConfig
 
 from kmexp import compat
 
-# Composed configs kept at once (each is a live config object of about half a megabyte).
+# Composed configs kept at once: each is a live config object, so a huge grid keeps only this many.
 KEPT_CONFIGS = 256
 
 
