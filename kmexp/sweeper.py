@@ -63,6 +63,12 @@ class ComposedOnce(ConfigLoader):
             self._kept[key] = config
         return config
 
+    def __getstate__(self) -> dict:
+        # A launcher that runs jobs in other processes (joblib's) sends the loader along with every job. The
+        # kept configs, keyed by this process's objects, are of no use there, and pickling all of them with
+        # each job made a 205-job sweep on 2 workers slower than one process (docs/benchmarks.md).
+        return {**self.__dict__, "_kept": {}}
+
     # Everything else is the wrapped loader's.
 
     def load_configuration(

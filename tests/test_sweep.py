@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 import subprocess
 import sys
@@ -285,6 +286,12 @@ def test_the_sweeper_composes_each_job_once():
         for job in jobs + jobs:
             small.load_sweep_config(master, job)
         assert counting.composed == 3 + 3
+        # A joblib worker gets the loader with each job: without the configs, which only this process can use.
+        loader = ComposedOnce(hydra_loader)
+        checked = [loader.load_sweep_config(master, job) for job in jobs]
+        sent = pickle.loads(pickle.dumps(loader))
+        assert sent._kept == {} and len(loader._kept) == 2
+        assert sent.load_sweep_config(master, jobs[1]).language.code == "fra_Latn"
         assert master.hydra.sweeper._target_ == "hydra_plugins.kmexp_sweeper.ComposeOnceSweeper"
 
 
