@@ -7,9 +7,11 @@ can all call it without tracking whether it already ran in this process.
 
 from __future__ import annotations
 
+import functools
 import os
+from pathlib import Path
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from kmexp import languages
 from kmexp.errors import ConfigError
@@ -49,7 +51,7 @@ def script_setting(key: str, script: str):
 
     A class row names only what differs for its scripts; the rest comes from its ``default`` row.
     """
-    table = OmegaConf.load(config_dir().joinpath(*SCRIPT_TABLE))
+    table = _script_table(config_dir().joinpath(*SCRIPT_TABLE))
     for row in (languages.script_class(script), languages.DEFAULT_SCRIPT_CLASS):
         value = OmegaConf.select(table, f"{row}.{key}", default=table)  # the table itself stands for "no such key"
         if value is not table:
@@ -58,6 +60,14 @@ def script_setting(key: str, script: str):
         f"{key} is not allowed in ${{kmexp.script_setting:...}}: conf/{'/'.join(SCRIPT_TABLE)} has no such key "
         f"in its {languages.script_class(script)} or {languages.DEFAULT_SCRIPT_CLASS} row"
     )
+
+
+@functools.cache
+def _script_table(path: Path) -> DictConfig:
+    """The table, read once per process: a config resolves a dozen settings from it, and a sweep many configs."""
+    table = OmegaConf.load(path)
+    OmegaConf.set_readonly(table, True)
+    return table
 
 
 def threads_per_worker() -> int | None:

@@ -364,7 +364,8 @@ def _check_pool_codes(pool, candidates: list[str]) -> list[str]:
 def _pool_candidates(data: Mapping) -> list[str] | None:
     """The languages a data option can pool: SIB-200's other codes, or the other locales of data=hf's mapping."""
     if "code" in data:
-        return [code for code in sib200_codes() if code != data["code"]]
+        own = data["code"]  # resolved once: an interpolation in a config, resolved anew at each access
+        return [code for code in sib200_codes() if code != own]
     mapping = data.get("locale_config")
     if mapping is None and _is_locale_filter(data.get("locale_filter")):
         mapping = data["locale_filter"]["values"]
