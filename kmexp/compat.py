@@ -1,4 +1,4 @@
-"""The private APIs of Keras, TensorFlow and Hydra that kmexp relies on, in one place.
+"""The private APIs of Keras, TensorFlow, Hydra and W&B that kmexp relies on, in one place.
 
 Each has no public equivalent; each is covered by a test, so an upgrade that
 moves one fails here first. Imports happen inside the functions: this module
@@ -8,6 +8,7 @@ is imported by light modules too, and TensorFlow must not load with them.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 
 
@@ -235,3 +236,19 @@ def basic_sweeper() -> type:
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 
     return BasicSweeper
+
+
+@functools.cache
+def wandb_lists_packages_once() -> None:
+    """Make W&B read the list of installed distributions once per process, not at each run's start.
+
+    A run's ``requirements.txt`` is W&B's ``wandb.util.working_set()``, which parses the
+    metadata of every installed distribution: about 0.1 s of Python per run, paid again by each
+    job of an in-process sweep, while it trains (the run starts in a background thread, but it
+    holds the interpreter). Installed packages do not change while a sweep runs, so every run
+    of the process gets the list read the first time; each run still saves it.
+    """
+    import wandb.util
+
+    listed = tuple(wandb.util.working_set())
+    wandb.util.working_set = lambda: listed

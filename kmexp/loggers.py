@@ -28,6 +28,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+from kmexp import compat
 from kmexp.errors import KmexpError
 from kmexp.secrets import Secrets, redacted_argv
 
@@ -187,6 +188,7 @@ class WandbLogger(NullLogger):
               group: str | None):
         import wandb
 
+        compat.wandb_lists_packages_once()
         try:
             with redacted_argv(secrets):
                 return wandb.init(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import importlib.metadata
 import json
 import os
 import shutil
@@ -154,6 +155,10 @@ def test_each_job_is_its_own_offline_run_in_its_folder(sweep):
         assert job.metrics["wandb"] == named
         assert job.wandb_run.name.endswith(f"-{job.summary['run_id']}")
         assert job.first("run")["telemetry"]["feature"]["offline"] is True
+        if job.metrics["status"] == "completed":
+            # Each run saves the installed packages, read once per process (kmexp.compat.wandb_lists_packages_once).
+            listed = (job.wandb_run / "files" / "requirements.txt").read_text(encoding="utf-8").splitlines()
+            assert f"keras=={importlib.metadata.version('keras')}" in listed
         assert job.seconds < QUICK_S, job.seconds
 
 
