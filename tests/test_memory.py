@@ -100,6 +100,9 @@ def test_vocabulary_tables_are_anonymous_and_survive_saving(tmp_path):
     layer.set_vocabulary(["chat", "chien", "猫"])
     assert layer.lookup_table._is_anonymous
     assert layer(tf.constant(["chien", "猫", "oiseau"])).numpy().tolist() == [2, 3, 0]
+    for special in (True, False):  # what a saved model writes: Keras' own vocabulary, in index order
+        assert layer.get_vocabulary(special) == keras.layers.StringLookup.get_vocabulary(layer, special)
+    assert layer.get_vocabulary() == ["[UNK]", "chat", "chien", "猫"]
     model = keras.Sequential([keras.Input(shape=(), dtype="string"), layer])
     model.save(tmp_path / "lookup.keras")
     loaded = keras.models.load_model(tmp_path / "lookup.keras", custom_objects={"StringLookup": StringLookup})
