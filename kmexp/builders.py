@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # the builders that make Keras objects import Keras through instantiate, when called
     import keras
+    import numpy as np
 
 
 def instantiate(cfg: DictConfig, **kwargs):
@@ -128,11 +129,26 @@ def build_network(
     embedder: keras.layers.Layer | None,
     features: keras.KerasTensor,
     n_labels: int,
+    kernel_scale: np.ndarray | None = None,
 ) -> keras.Model:
-    """The trainable network (``kmexp.network.build``) that ``cfg`` (the ``model`` subtree) describes."""
+    """The trainable network (``kmexp.network.build``) that ``cfg`` (the ``model`` subtree) describes.
+
+    ``kernel_scale``: ``build_kernel_scale``'s Naive Bayes weights, or None.
+    """
     from kmexp import network
 
     return network.build(
         features, embedder, n_labels, hidden_units=list(cfg.hidden_units), dropout=cfg.dropout, l2=cfg.l2,
-        activation=lambda: build_activation(activation_cfg),
+        activation=lambda: build_activation(activation_cfg), kernel_scale=kernel_scale,
     )
+
+
+def build_kernel_scale(cfg: DictConfig, train_features, train_targets: np.ndarray, weights: np.ndarray | None):
+    """The first Dense kernel's Naive Bayes multiplier (``cfg`` is the ``model`` subtree), learned from the
+    training split's features and one-hot targets only; None when ``model.nb_weighting`` is null."""
+    if cfg.nb_weighting is None:
+        return None
+    from kmexp import naive_bayes
+
+    ratios = naive_bayes.log_count_ratios(train_features, train_targets, cfg.nb_alpha, weights)
+    return naive_bayes.kernel_scale(cfg.nb_weighting, ratios)

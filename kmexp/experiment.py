@@ -19,6 +19,7 @@ from kmexp.builders import (
     build_data,
     build_embedder,
     build_embedding_cache,
+    build_kernel_scale,
     build_loss,
     build_metrics,
     build_network,
@@ -77,9 +78,11 @@ def _experiment(cfg: DictConfig, run_dir: Path, logger, kept: KeptNetworks | Non
     train_features, train_targets = features(splits.train.texts), _targets(splits.train, labels)
     dev_features, dev_targets = features(splits.dev.texts), _targets(splits.dev, labels)
 
+    # Naive Bayes weights (model.nb_weighting) count the training split's features by class, like the vocabulary.
+    kernel_scale = build_kernel_scale(cfg.model, train_features, train_targets, _sample_weights(splits.train))
     with strategy.scope():
         trained_embedder = None if frozen is not None else embedder
-        built = build_network(cfg.model, cfg.activation, trained_embedder, features.spec, len(labels))
+        built = build_network(cfg.model, cfg.activation, trained_embedder, features.spec, len(labels), kernel_scale)
         optimizer = build_optimizer(cfg.optimizer, cfg.trainer, len(splits.train.texts))
         loss = build_loss(cfg.loss)
     network = compiled(built, optimizer, loss, cfg.trainer, cfg.device.jit_compile, kept)

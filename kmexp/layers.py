@@ -8,4 +8,5 @@
 """
 
 import kmexp.encoders  # noqa: F401  (each layer registers itself when its module is imported)
+import kmexp.naive_bayes  # noqa: F401,E402  (a head with Naive Bayes weighting: model.nb_weighting)
 import kmexp.optim  # noqa: F401,E402  (a saved model's compiled head may name kmexp's learning-rate schedule)

@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import keras
+import numpy as np
+
+from kmexp.naive_bayes import ScaledDense
 
 
 def build(
@@ -16,6 +19,7 @@ def build(
     dropout: float,
     l2: float,
     activation: Callable[[], keras.layers.Layer],
+    kernel_scale: np.ndarray | None = None,
 ) -> keras.Model:
     """Features (or ids) -> [embedder] -> hidden layers -> one logit per label.
 
@@ -24,6 +28,10 @@ def build(
     network returns logits, which every loss takes; the exported model turns them
     into probabilities. The output layer computes in float32 so that scores stay
     exact under mixed precision.
+
+    ``kernel_scale``: a fixed multiplier of the first Dense kernel (Naive Bayes
+    feature weighting, ``kmexp.naive_bayes``), of shape (features, 1) or
+    (features, units of that layer); None: plain Dense layers.
     """
     regularizer = keras.regularizers.L2(l2) if l2 > 0 else None
     layers: list[keras.layers.Layer] = [
@@ -37,12 +45,22 @@ def build(
     for i, units in enumerate(hidden_units):
         if dropout > 0 and (i > 0 or dense_input):
             layers.append(keras.layers.Dropout(dropout))
-        layers.append(keras.layers.Dense(units, kernel_regularizer=regularizer))
+        layers.append(_dense(units, regularizer, kernel_scale if i == 0 else None))
         layers.append(activation())
     if dropout > 0 and (len(hidden_units) > 0 or dense_input):
         layers.append(keras.layers.Dropout(dropout))
-    layers.append(keras.layers.Dense(n_labels, kernel_regularizer=regularizer, dtype="float32", name="logits"))
-    return keras.Sequential(layers, name="network")
+    scale_logits = kernel_scale if len(hidden_units) == 0 else None
+    layers.append(_dense(n_labels, regularizer, scale_logits, dtype="float32", name="logits"))
+    network = keras.Sequential(layers, name="network")
+    if kernel_scale is not None:
+        next(layer for layer in network.layers if isinstance(layer, ScaledDense)).scale.assign(kernel_scale)
+    return network
+
+
+def _dense(units: int, regularizer, kernel_scale: np.ndarray | None, **kwargs) -> keras.layers.Layer:
+    if kernel_scale is None:
+        return keras.layers.Dense(units, kernel_regularizer=regularizer, **kwargs)
+    return ScaledDense(units, kernel_scale.shape[1], kernel_regularizer=regularizer, **kwargs)
 
 
 def export_model(

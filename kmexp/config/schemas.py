@@ -430,6 +430,8 @@ class ModelConfig:
     hidden_units: List[int] = MISSING
     dropout: float = MISSING
     l2: float = MISSING
+    nb_weighting: Optional[str] = MISSING  # null | per_class | per_feature
+    nb_alpha: float = MISSING
 
 
 @dataclass

@@ -63,6 +63,8 @@ LINE_SEARCHES = ("strong_wolfe", "armijo")
 LBFGS_TARGET = "kmexp.optim.LBFGS"
 # What early stopping can watch: the dev loss or the dev objective (the first metric).
 MONITORS = ("objective", "loss")
+# model.nb_weighting, besides null (off): kmexp/naive_bayes.py
+NB_WEIGHTINGS = ("per_class", "per_feature")
 # What a word-level encoder does where the script writes no spaces (conf/language/).
 WORD_FALLBACKS = ("error", "char")
 # The metric classes kmexp computes from a confusion matrix (kmexp/metrics.py).
@@ -553,6 +555,29 @@ def _check_model(model: DictConfig, encoder: DictConfig) -> list[str]:
     problems += check_at_least("model.l2", model.l2, 0)
     for i, units in enumerate(model.hidden_units):
         problems += check_at_least(f"model.hidden_units[{i}]", units, 1)
+    return problems + _check_nb_weighting(model, encoder)
+
+
+def _check_nb_weighting(model: DictConfig, encoder: DictConfig) -> list[str]:
+    """Naive Bayes weights count bag features per class: they need the features themselves as the network's input."""
+    problems = check_positive("model.nb_alpha", model.nb_alpha)
+    if model.nb_weighting is None:
+        return problems
+    if model.nb_weighting not in NB_WEIGHTINGS:
+        return problems + [not_allowed("model.nb_weighting", model.nb_weighting,
+                                       f"it must be null (off) or one of {', '.join(NB_WEIGHTINGS)}")]
+    if encoder.embedder is not None:
+        problems.append(
+            not_allowed("model.nb_weighting", model.nb_weighting, "it weights bag features (encoder=char_ngram, "
+                        "tfidf, onehot), not token ids or vectors; set model.nb_weighting=null",
+                        context="an encoder.embedder")
+        )
+    if model.nb_weighting == "per_class" and len(model.hidden_units) > 0:
+        problems.append(
+            not_allowed("model.nb_weighting", model.nb_weighting, "per_class scales the classes' logit columns, "
+                        "which only a linear head has; use per_feature or model.hidden_units=[]",
+                        context=f"model.hidden_units={_shown(list(model.hidden_units))}")
+        )
     return problems
 
 
