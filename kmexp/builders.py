@@ -17,7 +17,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from kmexp.config.validation import check_segmentation, raise_problems
+from kmexp.config.validation import check_segmentation, nb_weighting_of, raise_problems
 from kmexp.errors import KmexpError
 from kmexp.languages import splits_words_without_spaces
 
@@ -143,12 +143,14 @@ def build_network(
     )
 
 
-def build_kernel_scale(cfg: DictConfig, train_features, train_targets: np.ndarray, weights: np.ndarray | None):
+def build_kernel_scale(cfg: DictConfig, encoder: DictConfig, train_features, train_targets: np.ndarray,
+                       weights: np.ndarray | None):
     """The first Dense kernel's Naive Bayes multiplier (``cfg`` is the ``model`` subtree), learned from the
-    training split's features and one-hot targets only; None when ``model.nb_weighting`` is null."""
-    if cfg.nb_weighting is None:
+    training split's features and one-hot targets only; None when no weighting applies (``nb_weighting_of``)."""
+    weighting = nb_weighting_of(cfg, encoder)
+    if weighting is None:
         return None
     from kmexp import naive_bayes
 
     ratios = naive_bayes.log_count_ratios(train_features, train_targets, cfg.nb_alpha, weights)
-    return naive_bayes.kernel_scale(cfg.nb_weighting, ratios)
+    return naive_bayes.kernel_scale(weighting, ratios)

@@ -79,7 +79,7 @@ def _experiment(cfg: DictConfig, run_dir: Path, logger, kept: KeptNetworks | Non
     dev_features, dev_targets = features(splits.dev.texts), _targets(splits.dev, labels)
 
     # Naive Bayes weights (model.nb_weighting) count the training split's features by class, like the vocabulary.
-    kernel_scale = build_kernel_scale(cfg.model, train_features, train_targets, _sample_weights(splits.train))
+    kernel_scale = build_kernel_scale(cfg.model, cfg.encoder, train_features, train_targets, _sample_weights(splits.train))
     with strategy.scope():
         trained_embedder = None if frozen is not None else embedder
         built = build_network(cfg.model, cfg.activation, trained_embedder, features.spec, len(labels), kernel_scale)

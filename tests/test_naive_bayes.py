@@ -118,7 +118,7 @@ def test_per_feature_scales_the_first_hidden_layer_and_a_kept_network_takes_each
     # Other training texts, same vocabulary size rounded up: the second job trains the kept network.
     (tmp_path / "second").mkdir()
     second_data = {**first_data, "train": write_tsv(tmp_path / "second" / "train.tsv", make_rows(30, seed=7))}
-    common = ["model.nb_weighting=per_feature", "model.hidden_units=[8]", "encoder.preprocessor.sparse=false"]
+    common = ["model.nb_weighting=per_feature", "model.nb_alpha=1.0", "model.hidden_units=[8]", "encoder.preprocessor.sparse=false"]
     kept = KeptNetworks()
     scales = []
     for name, data in (("first", first_data), ("second", second_data)):
@@ -151,4 +151,23 @@ def test_an_unknown_weighting_is_named_with_the_allowed_ones(small_data):
 
     with pytest.raises(ConfigError) as refused:
         validate(compose_config([*files_overrides(small_data), "model.nb_weighting=nbsvm"]))
-    assert str(refused.value) == "model.nb_weighting=nbsvm is not allowed: it must be null (off) or one of per_class, per_feature"
+    assert str(refused.value) == "model.nb_weighting=nbsvm is not allowed: it must be null (off) or one of auto, per_class, per_feature"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "applied"),
+    [
+        ([], "per_class"),  # the default: a linear head over char n-grams
+        (["encoder=tfidf"], "per_class"),
+        (["model.hidden_units=[8]"], None),  # hidden layers: auto weights nothing, and the run is valid
+        (["encoder=subword"], None),  # token ids through an embedder: nothing to weight
+        (["model.nb_weighting=per_feature", "model.hidden_units=[8]"], "per_feature"),
+        (["model.nb_weighting=null"], None),
+    ],
+)
+def test_auto_weights_a_linear_head_over_bag_features_only(small_data, overrides, applied):
+    from kmexp.config.validation import nb_weighting_of, validate
+
+    cfg = compose_config([*files_overrides(small_data), *overrides])
+    validate(cfg)
+    assert nb_weighting_of(cfg.model, cfg.encoder) == applied

@@ -430,7 +430,7 @@ class ModelConfig:
     hidden_units: List[int] = MISSING
     dropout: float = MISSING
     l2: float = MISSING
-    nb_weighting: Optional[str] = MISSING  # null | per_class | per_feature
+    nb_weighting: Optional[str] = MISSING  # null | auto | per_class | per_feature
     nb_alpha: float = MISSING
 
 

@@ -63,8 +63,9 @@ LINE_SEARCHES = ("strong_wolfe", "armijo")
 LBFGS_TARGET = "kmexp.optim.LBFGS"
 # What early stopping can watch: the dev loss or the dev objective (the first metric).
 MONITORS = ("objective", "loss")
-# model.nb_weighting, besides null (off): kmexp/naive_bayes.py
-NB_WEIGHTINGS = ("per_class", "per_feature")
+# model.nb_weighting, besides null (off): kmexp/naive_bayes.py. auto: per_class where it applies (nb_weighting_of).
+NB_WEIGHTINGS = ("auto", "per_class", "per_feature")
+NB_AUTO = "auto"
 # What a word-level encoder does where the script writes no spaces (conf/language/).
 WORD_FALLBACKS = ("error", "char")
 # The metric classes kmexp computes from a confusion matrix (kmexp/metrics.py).
@@ -561,7 +562,7 @@ def _check_model(model: DictConfig, encoder: DictConfig) -> list[str]:
 def _check_nb_weighting(model: DictConfig, encoder: DictConfig) -> list[str]:
     """Naive Bayes weights count bag features per class: they need the features themselves as the network's input."""
     problems = check_positive("model.nb_alpha", model.nb_alpha)
-    if model.nb_weighting is None:
+    if model.nb_weighting is None or model.nb_weighting == NB_AUTO:
         return problems
     if model.nb_weighting not in NB_WEIGHTINGS:
         return problems + [not_allowed("model.nb_weighting", model.nb_weighting,
@@ -579,6 +580,14 @@ def _check_nb_weighting(model: DictConfig, encoder: DictConfig) -> list[str]:
                         context=f"model.hidden_units={_shown(list(model.hidden_units))}")
         )
     return problems
+
+
+def nb_weighting_of(model: DictConfig, encoder: DictConfig) -> str | None:
+    """The Naive Bayes weighting a run applies: ``model.nb_weighting``, with ``auto`` read as per_class for a
+    linear head over bag features (no ``encoder.embedder``), where it was measured to help, and as none elsewhere."""
+    if model.nb_weighting != NB_AUTO:
+        return model.nb_weighting
+    return "per_class" if encoder.embedder is None and len(model.hidden_units) == 0 else None
 
 
 def _check_ranges(prefix: str, node: Mapping) -> list[str]:
