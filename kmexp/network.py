@@ -51,9 +51,10 @@ def build(
         layers.append(keras.layers.Dropout(dropout))
     scale_logits = kernel_scale if len(hidden_units) == 0 else None
     layers.append(_dense(n_labels, regularizer, scale_logits, dtype="float32", name="logits"))
-    network = keras.Sequential(layers, name="network")
-    if kernel_scale is not None:
-        next(layer for layer in network.layers if isinstance(layer, ScaledDense)).scale.assign(kernel_scale)
+    network = keras.Sequential(layers, name="network")  # builds the layers: the scale exists from here on
+    for layer in layers:
+        if isinstance(layer, ScaledDense):
+            layer.scale.assign(kernel_scale)
     return network
 
 

@@ -77,6 +77,7 @@ class TextFeaturizer(Preprocessor):
         if self.num_bins is not None or self.round_features is None:
             return self.vocabulary_size
         return rounded_up(self.vocabulary_size, self.round_features)
+
     def tokens(self, texts: tf.Tensor) -> tf.RaggedTensor:
         """The analyzer's n-grams, then (with ``word_ngram_range``) word n-grams, marked apart."""
         if self.word_ngram_range is None:
