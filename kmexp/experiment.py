@@ -150,7 +150,7 @@ def _early_stopping(trainer: DictConfig, objective: str) -> keras.callbacks.Earl
     monitor = f"val_{objective}" if trainer.monitor == "objective" else "val_loss"
     return keras.callbacks.EarlyStopping(
         monitor=monitor, mode="min" if monitor == "val_loss" else "max", patience=trainer.patience,
-        restore_best_weights=True,
+        min_delta=trainer.min_delta, restore_best_weights=True,
     )
 
 

@@ -237,6 +237,7 @@ def test_sweep_preset_and_hydra_block_still_compose():
         (["trainer.batch_size=0"], "trainer.batch_size=0 is not allowed: it must be >= 1"),
         (["trainer.epochs=0"], "trainer.epochs=0 is not allowed: it must be >= 1"),
         (["trainer.patience=-1"], "trainer.patience=-1"),
+        (["trainer.min_delta=-0.1"], "trainer.min_delta=-0.1 is not allowed: it must be >= 0"),
         (["trainer.steps_per_execution=0"], "trainer.steps_per_execution=0"),
         (["trainer.backup_interval_s=-1"], "trainer.backup_interval_s=-1.0 is not allowed: it must be >= 0"),
         (["trainer.monitor=accuracy"], "trainer.monitor=accuracy is not allowed: it must be one of objective, loss"),

@@ -439,6 +439,7 @@ class TrainerConfig:
     epochs: int = MISSING
     batch_size: int = MISSING
     patience: int = MISSING
+    min_delta: float = MISSING
     monitor: str = MISSING
     steps_per_execution: int = MISSING
     backup_interval_s: float = MISSING

@@ -103,6 +103,7 @@ def validate(cfg: DictConfig) -> None:
         *check_at_least("trainer.epochs", cfg.trainer.epochs, 1),
         *check_at_least("trainer.batch_size", cfg.trainer.batch_size, 1),
         *check_at_least("trainer.patience", cfg.trainer.patience, 0),
+        *check_at_least("trainer.min_delta", cfg.trainer.min_delta, 0),
         *check_at_least("trainer.steps_per_execution", cfg.trainer.steps_per_execution, 1),
         *check_at_least("trainer.backup_interval_s", cfg.trainer.backup_interval_s, 0),
         *check_choice("trainer.monitor", cfg.trainer.monitor, MONITORS),
