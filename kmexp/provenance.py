@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import socket
@@ -31,6 +32,21 @@ def git_commit(folder: Path | None = None, timeout_s: float = 5.0) -> dict | Non
     return {"commit": commit, "dirty": None if status is None else status != ""}
 
 
+def code_commit() -> dict | None:
+    """``git_commit()`` of kmexp's own source, as this process found it first.
+
+    The code a process runs is the code it imported at its start, so the jobs of a sweep in one
+    process record the same commit, and git runs once per process rather than three times a job.
+    """
+    found = _first_code_commit()
+    return None if found is None else dict(found)
+
+
+@functools.cache
+def _first_code_commit() -> dict | None:
+    return git_commit()
+
+
 def _git(folder: Path, timeout_s: float, *args: str) -> str | None:
     """Output of ``git -C folder ARGS``, or None when git refuses (not a checkout)."""
     done = subprocess.run(
@@ -40,7 +56,13 @@ def _git(folder: Path, timeout_s: float, *args: str) -> str | None:
 
 
 def versions() -> dict:
-    """Versions of Python and the packages that decide a run's numbers."""
+    """Versions of Python and the packages that decide a run's numbers (read once per process: the
+    modules it runs are those it imported, whatever is installed later)."""
+    return dict(_versions())
+
+
+@functools.cache
+def _versions() -> dict:
     found = {"python": platform.python_version()}
     # datasets: it reads data=hf, and its version decides the fingerprints metrics.json records.
     for package in ("kmexp", "keras", "tensorflow", "tensorflow-text", "hydra-core", "numpy", "datasets"):

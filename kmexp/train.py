@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from kmexp.builders import build_logger
 from kmexp.config.validation import validate
 from kmexp.errors import capped
-from kmexp.provenance import git_commit, versions, where
+from kmexp.provenance import code_commit, versions, where
 from kmexp.runs import MODEL_FILE, RunRecord, history_row
 from kmexp.secrets import Secrets
 from kmexp.tf_logs import start_tensorflow
@@ -60,7 +60,7 @@ def train(
         choices=dict(choices or {}),
         group=group,
         versions=versions(),
-        git=git_commit(),
+        git=code_commit(),
         **where(),
     )
     logger = build_logger(cfg.logger, run_dir)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import files_overrides, make_rows, write_tsv
 
-from kmexp.provenance import git_commit
+from kmexp.provenance import code_commit, git_commit, versions
 
 REPO = Path(__file__).resolve().parent.parent
 SCORES = ("objective", "labels", "dev", "test", "epochs_run", "best_epoch", "data")
@@ -110,3 +110,13 @@ def test_git_commit_is_clean_or_dirty_and_none_outside_a_checkout(tmp_path, monk
     assert git_commit(outside) is None
     monkeypatch.setenv("PATH", str(tmp_path / "no-bin"))  # git missing: no record, no failure
     assert git_commit(repo) is None
+
+
+def test_a_process_reads_its_own_commit_and_versions_once(monkeypatch):
+    # The jobs of a sweep in one process record the commit and versions of the code it imported, read once.
+    first, packages = code_commit(), versions()
+    assert first == git_commit()
+    monkeypatch.setenv("PATH", "/nonexistent")  # git is no longer found, yet the process's record stays
+    assert code_commit() == first and versions() == packages
+    packages["keras"] = "changed"  # each record gets its own copy
+    assert versions()["keras"] != "changed"
