@@ -4,8 +4,8 @@ The same modelling work as ``python -m kmexp language=<tag>`` with the default
 config, and nothing else: read the three splits, adapt kmexp's text layer
 (``kmexp.encoders.TextFeaturizer``: char_wb 1-5-grams, sublinear TF-IDF, L2 rows,
 sparse) on train, a linear head (L2 3e-6) whose kernel is scaled by the training
-split's Naive Bayes log-count ratios (NBSVM, smoothing 0.03), Adam 0.05, batch 64, 16 steps per
-execution, up to 40 epochs with early stopping on the dev loss (patience 5,
+split's Naive Bayes log-count ratios (NBSVM, smoothing 0.03), Adam 0.05, batch 128, 16 steps per
+execution, up to 40 epochs with early stopping on the dev loss (patience 3, min_delta 0.002,
 best weights restored), save the end-to-end model, score dev and test.
 No config system, no logger, no metrics file, no backups.
 
@@ -148,9 +148,9 @@ def main() -> None:
     )
     train = (
         tf.data.Dataset.from_tensor_slices((x_train, y_train))
-        .shuffle(len(y_train), seed=0, reshuffle_each_iteration=True).batch(64).prefetch(tf.data.AUTOTUNE)
+        .shuffle(len(y_train), seed=0, reshuffle_each_iteration=True).batch(128).prefetch(tf.data.AUTOTUNE)
     )
-    stopping = keras.callbacks.EarlyStopping(monitor="val_loss", patience=5, restore_best_weights=True)
+    stopping = keras.callbacks.EarlyStopping(monitor="val_loss", patience=3, min_delta=0.002, restore_best_weights=True)
     callbacks = [DevLoss(x_dev, y_dev), stopping]
     if run is not None:
         callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: run.log(logs, step=epoch)))
