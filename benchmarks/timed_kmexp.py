@@ -56,7 +56,7 @@ timed(resume.TrainingBackup, "on_train_end", "callbacks: backup (every trainer.b
 timed(callbacks.HistoryCSV, "on_epoch_end", "callbacks: history.csv")
 timed(callbacks.EpochLogger, "on_epoch_end", "callbacks: progress lines (W&B log_epoch inside)")
 timed(callbacks.DevScores, "on_epoch_end", "callbacks: dev scores (plain Keras does the same)")
-for name in ("git_commit", "versions", "validate"):
+for name in ("code_commit", "versions", "validate"):
     # train.py imported these by name: wrap the names it calls.
     timed(kmexp.train, name, "records and checks: git, versions, metrics.json, validate")
 timed(runs.RunRecord, "write", "records and checks: git, versions, metrics.json, validate")
