@@ -97,9 +97,9 @@ def test_losses_build(name):
 
 @pytest.mark.parametrize("name", options("optimizer"))
 def test_optimizers_build_and_expose_learning_rate(name):
-    cfg = load([f"optimizer={name}"])
+    cfg = load([f"optimizer={name}", "trainer.batch_size=64", "trainer.epochs=40"])
     optimizer = build_optimizer(cfg.optimizer, cfg.trainer, n_train=640)
-    if name == "warmup_adamw":  # the rate climbs to its peak, then falls: 400 steps here, 40 of them warming up
+    if name == "warmup_adamw":  # the rate climbs to its peak, then falls: 40 x 10 = 400 steps, 40 of them warming up
         rates = []
         for step in (0, 39, 219, 399):
             optimizer.iterations.assign(step)
