@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import os
 import platform
@@ -38,8 +39,7 @@ def code_commit() -> dict | None:
     The code a process runs is the code it imported at its start, so the jobs of a sweep in one
     process record the same commit, and git runs once per process rather than three times a job.
     """
-    found = _first_code_commit()
-    return None if found is None else dict(found)
+    return copy.copy(_first_code_commit())  # each record its own dict (None stays None)
 
 
 @functools.cache
@@ -58,7 +58,7 @@ def _git(folder: Path, timeout_s: float, *args: str) -> str | None:
 def versions() -> dict:
     """Versions of Python and the packages that decide a run's numbers (read once per process: the
     modules it runs are those it imported, whatever is installed later)."""
-    return dict(_versions())
+    return copy.copy(_versions())
 
 
 @functools.cache
