@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import difflib
+import functools
 import gc
 import logging
 import os
@@ -121,11 +122,7 @@ def _sweep_job(cfg: DictConfig, hydra_cfg: DictConfig, run_dir: Path, overrides:
 
     keras.backend.clear_session()  # also a full garbage collection: the last job's cycles are freed here
     _return_freed_memory()
-    if gc.get_freeze_count() == 0:
-        # Before the first job, the objects that last as long as the process (TensorFlow's, Keras', Hydra's
-        # modules: ~10^6) are frozen, so each later job's collection skips them: 0.16 s less per job. Only
-        # once: frozen objects are never collected, and a job's leftovers must stay collectable.
-        gc.freeze()
+    _freeze_process_objects()
     from kmexp.training.kept import process_networks
 
     try:
@@ -142,6 +139,18 @@ def _sweep_job(cfg: DictConfig, hydra_cfg: DictConfig, run_dir: Path, overrides:
         return None
     print(Secrets.from_environ().text(summary_table(record)))
     return record.objective.value
+
+
+@functools.cache
+def _freeze_process_objects() -> None:
+    """Before a process's first job, freeze the objects that last as long as the process.
+
+    TensorFlow's, Keras' and Hydra's modules (~10^6 objects) then stay out of each later job's
+    garbage collection: 0.16 s less per job. Only once (hence the cache): frozen objects are never
+    collected, and a job's leftovers must stay collectable. Not ``gc.get_freeze_count() == 0`` as the
+    test: it counts the frozen objects one by one, ~40 ms a job.
+    """
+    gc.freeze()
 
 
 def _return_freed_memory() -> None:

@@ -75,7 +75,14 @@ class ScaledDense(keras.layers.Layer):
         self.scale = self.add_weight(name="scale", shape=(n_inputs, self.scale_columns), initializer="ones", trainable=False)
 
     def call(self, inputs):
-        return keras.ops.add(keras.ops.matmul(inputs, self.kernel * self.scale), self.bias)
+        kernel = self.kernel * self.scale
+        if isinstance(inputs, tf.SparseTensor):
+            # TensorFlow's sparse-dense product: keras.ops.matmul takes sparse inputs through
+            # embedding_lookup_sparse, which made each epoch about twice as long (docs/benchmarks.md).
+            if inputs.dtype != kernel.dtype:  # mixed precision: the kernel computes in float16/bfloat16
+                inputs = tf.cast(inputs, kernel.dtype)
+            return tf.sparse.sparse_dense_matmul(inputs, kernel) + self.bias
+        return keras.ops.add(keras.ops.matmul(inputs, kernel), self.bias)
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], self.units)
