@@ -8,13 +8,21 @@ a dozen groups, the script settings) costs a sizeable part of a short job
 (benchmarks/results/sweep_throughput.md). Here the first composition of each job
 is kept, untouched (the check only composes), and the launcher gets it back; at
 most ``KEPT_CONFIGS`` at a time, so a huge grid holds a bounded number of
-configs, and its later jobs are composed twice as before.
+configs, and its later jobs are composed twice as before. A launcher that runs the
+jobs in worker processes on this machine (joblib's) gets them too: the configs are
+handed over in files, one per job, which a worker reads instead of composing.
 ``conf/hydra/sweeper/kmexp.yaml`` holds its settings (the basic sweeper's keys),
 and kmexp registers it as ``hydra/sweeper=basic``, in the place of Hydra's own.
 """
 
 from __future__ import annotations
 
+import hashlib
+import pickle
+import shutil
+import tempfile
+import weakref
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_loader import ConfigLoader
@@ -52,10 +60,13 @@ class ComposedOnce(ConfigLoader):
         self._loader = loader
         self.size = size
         self._kept: dict[tuple[int, tuple[str, ...]], DictConfig] = {}
+        self._handed_over: Path | None = None  # the folder of the configs handed over to worker processes
 
     def load_sweep_config(self, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
         key = (id(master_config), tuple(sweep_overrides))
         kept = self._kept.pop(key, None)
+        if kept is None:
+            kept = self._take_handed_over(sweep_overrides)
         if kept is not None:
             return kept
         config = self._loader.load_sweep_config(master_config, sweep_overrides)
@@ -64,10 +75,36 @@ class ComposedOnce(ConfigLoader):
         return config
 
     def __getstate__(self) -> dict:
-        # A launcher that runs jobs in other processes (joblib's) sends the loader along with every job. The
-        # kept configs, keyed by this process's objects, are of no use there, and pickling all of them with
-        # each job made a 205-job sweep on 2 workers slower than one process (docs/benchmarks.md).
+        # A launcher that runs jobs in other processes (joblib's) sends the loader along with every job.
+        # Pickling every kept config with each job made a 205-job sweep on 2 workers slower than one process
+        # (docs/benchmarks.md); instead each config goes once to a file of its own, which the worker that
+        # runs the job reads (1-2 ms) instead of composing it again (~0.2 s). A worker on another machine
+        # (a Ray cluster, SLURM) finds no file and composes, as before.
+        self._hand_over()
         return {**self.__dict__, "_kept": {}}
+
+    def _hand_over(self) -> None:
+        """Move the kept configs to files in a private temporary folder, removed with this loader."""
+        if not self._kept:
+            return
+        if self._handed_over is None:
+            self._handed_over = Path(tempfile.mkdtemp(prefix="kmexp-configs-"))
+            weakref.finalize(self, shutil.rmtree, self._handed_over, ignore_errors=True)
+        for (_, overrides), config in self._kept.items():
+            (self._handed_over / _file_name(overrides)).write_bytes(pickle.dumps(config))
+        self._kept.clear()
+
+    def _take_handed_over(self, sweep_overrides: list[str]) -> DictConfig | None:
+        """The config handed over for this job, once: the file goes, so a second request composes anew."""
+        if self._handed_over is None:
+            return None
+        path = self._handed_over / _file_name(tuple(sweep_overrides))
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        path.unlink(missing_ok=True)
+        return pickle.loads(data)
 
     # Everything else is the wrapped loader's.
 
@@ -101,3 +138,8 @@ class ComposedOnce(ConfigLoader):
 
     def compute_defaults_list(self, config_name: str | None, overrides: list[str], run_mode: RunMode) -> Any:
         return self._loader.compute_defaults_list(config_name, overrides, run_mode)
+
+
+def _file_name(overrides: tuple[str, ...]) -> str:
+    """A job's file among the handed-over configs: named by a hash of its overrides."""
+    return hashlib.sha256("\0".join(overrides).encode("utf-8")).hexdigest() + ".pickle"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import pickle
@@ -286,12 +287,23 @@ def test_the_sweeper_composes_each_job_once():
         for job in jobs + jobs:
             small.load_sweep_config(master, job)
         assert counting.composed == 3 + 3
-        # A joblib worker gets the loader with each job: without the configs, which only this process can use.
-        loader = ComposedOnce(hydra_loader)
+        # A joblib worker gets the loader with each job, and each job's config in a file of its own, once.
+        counting = CountingLoader(hydra_loader)
+        loader = ComposedOnce(counting)
         checked = [loader.load_sweep_config(master, job) for job in jobs]
         sent = pickle.loads(pickle.dumps(loader))
-        assert sent._kept == {} and len(loader._kept) == 2
-        assert sent.load_sweep_config(master, jobs[1]).language.code == "fra_Latn"
+        folder = loader._handed_over
+        assert sent._kept == {} and loader._kept == {} and len(list(folder.iterdir())) == 2
+        in_worker = sent._loader  # the worker's copy of the counting loader
+        received = sent.load_sweep_config(master, jobs[1])
+        assert in_worker.composed == 2  # read, not composed
+        assert OmegaConf.to_yaml(received) == OmegaConf.to_yaml(checked[1]) and received.language.code == "fra_Latn"
+        assert len(list(folder.iterdir())) == 1
+        sent.load_sweep_config(master, jobs[1])  # a second request composes anew
+        assert in_worker.composed == 3
+        del loader, sent
+        gc.collect()
+        assert not folder.exists()  # the folder goes with the loader that made it
         assert master.hydra.sweeper._target_ == "hydra_plugins.kmexp_sweeper.ComposeOnceSweeper"
 
 
