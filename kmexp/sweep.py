@@ -221,6 +221,13 @@ class SweepCallback(Callback):
             Path(config.hydra.runtime.output_dir), config.hydra.job.num, sweep.get("jobs"), list(config.hydra.overrides.task)
         )
         print(Secrets.from_environ().text(str(line)), flush=True)
+        # Hydra's launchers keep every job's JobReturn until the sweep ends, each with two copies of the
+        # job's config (tens of thousands of objects): the garbage collection at each job's start walked
+        # through all of them, 0.08 s a job at the start of a 205-job sweep, 0.29 s at its end. The sweepers
+        # read only the return value, status and overrides; the config is saved in the job's .hydra folder.
+        # Callbacks registered after this one see the whole JobReturn: Hydra calls on_job_end in reverse.
+        job_return.cfg = None
+        job_return.hydra_cfg = None
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)

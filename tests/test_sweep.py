@@ -346,3 +346,23 @@ def test_outside_a_parallel_launcher_tensorflow_keeps_its_own_thread_counts():
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         cfg = compose("config", overrides=["device=cpu"])
     assert cfg.device.intra_op_threads is None and cfg.device.inter_op_threads is None
+
+
+def test_a_finished_job_leaves_its_configs_out_of_what_the_launcher_keeps(tmp_path, capsys):
+    """Hydra's launchers keep every JobReturn until the sweep ends: without the configs, the garbage
+    collection at each job's start does not walk through every earlier job's config."""
+    from hydra.core.utils import JobReturn, JobStatus
+    from omegaconf import open_dict
+
+    from kmexp.sweep import SweepCallback
+
+    config = compose_multirun(["language=en", f"hydra.sweep.dir={tmp_path}"])
+    with open_dict(config):
+        config.hydra.mode = "MULTIRUN"
+        config.hydra.job.num = 0
+        config.hydra.runtime.output_dir = str(tmp_path / "0")
+    job = JobReturn(overrides=["language=en"], cfg=config, hydra_cfg=config, status=JobStatus.COMPLETED, _return_value=0.75)
+    SweepCallback(report=False).on_job_end(config, job)
+    assert job.cfg is None and job.hydra_cfg is None
+    assert job.return_value == 0.75 and job.status == JobStatus.COMPLETED and job.overrides == ["language=en"]
+    assert "[kmexp sweep] 1/" in capsys.readouterr().out  # the progress line, from the folder (no metrics.json: failed)
