@@ -137,6 +137,7 @@ def _sweep_job(cfg: DictConfig, hydra_cfg: DictConfig, run_dir: Path, overrides:
         # Not NaN: hydra-optuna-sweeper 1.3 tells optuna 2.10 a NaN trial FAILed *with* its value, which
         # optuna refuses, ending the search. A value that is not a number is marked FAIL cleanly.
         return None
+    _freeze_what_the_first_job_kept()
     print(Secrets.from_environ().text(summary_table(record)))
     return record.objective.value
 
@@ -150,6 +151,19 @@ def _freeze_process_objects() -> None:
     collected, and a job's leftovers must stay collectable. Not ``gc.get_freeze_count() == 0`` as the
     test: it counts the frozen objects one by one, ~40 ms a job.
     """
+    gc.freeze()
+
+
+@functools.cache
+def _freeze_what_the_first_job_kept() -> None:
+    """After a process's first job, freeze what it loaded and keeps, once its garbage is collected.
+
+    The first job imports modules on first use (W&B, Keras' saving, TensorFlow's tracing
+    machinery) and keeps its compiled network (``kmexp.training.kept``): without this, each later
+    job's garbage collection walked through all of them, ~60 ms a job against ~20 ms
+    (docs/benchmarks.md). Only after the first job, as ``_freeze_process_objects`` says why.
+    """
+    gc.collect()
     gc.freeze()
 
 
