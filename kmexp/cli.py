@@ -147,9 +147,9 @@ def _freeze_process_objects() -> None:
     """Before a process's first job, freeze the objects that last as long as the process.
 
     TensorFlow's, Keras' and Hydra's modules (~10^6 objects) then stay out of each later job's
-    garbage collection: 0.16 s less per job. Only once (hence the cache): frozen objects are never
+    garbage collection (docs/benchmarks.md). Only once (hence the cache): frozen objects are never
     collected, and a job's leftovers must stay collectable. Not ``gc.get_freeze_count() == 0`` as the
-    test: it counts the frozen objects one by one, ~40 ms a job.
+    test: it counts the frozen objects one by one, at every job.
     """
     gc.freeze()
 
@@ -160,8 +160,8 @@ def _freeze_what_the_first_job_kept() -> None:
 
     The first job imports modules on first use (W&B, Keras' saving, TensorFlow's tracing
     machinery) and keeps its compiled network (``kmexp.training.kept``): without this, each later
-    job's garbage collection walked through all of them, ~60 ms a job against ~20 ms
-    (docs/benchmarks.md). Only after the first job, as ``_freeze_process_objects`` says why.
+    job's garbage collection walked through all of them (docs/benchmarks.md). Only after the first
+    job, for the reason ``_freeze_process_objects`` gives.
     """
     gc.collect()
     gc.freeze()

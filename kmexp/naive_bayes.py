@@ -78,7 +78,7 @@ class ScaledDense(keras.layers.Layer):
         kernel = self.kernel * self.scale
         if isinstance(inputs, tf.SparseTensor):
             # TensorFlow's sparse-dense product: keras.ops.matmul takes sparse inputs through
-            # embedding_lookup_sparse, which made each epoch about twice as long (docs/benchmarks.md).
+            # embedding_lookup_sparse, which made each epoch longer (docs/benchmarks.md).
             if inputs.dtype != kernel.dtype:  # mixed precision: the kernel computes in float16/bfloat16
                 inputs = tf.cast(inputs, kernel.dtype)
             return tf.sparse.sparse_dense_matmul(inputs, kernel) + self.bias

@@ -78,7 +78,7 @@ class ComposedOnce(ConfigLoader):
         # A launcher that runs jobs in other processes (joblib's) sends the loader along with every job.
         # Pickling every kept config with each job made a 205-job sweep on 2 workers slower than one process
         # (docs/benchmarks.md); instead each config goes once to a file of its own, which the worker that
-        # runs the job reads (1-2 ms) instead of composing it again (~0.2 s). A worker on another machine
+        # runs the job reads, much faster than composing it again. A worker on another machine
         # (a Ray cluster, SLURM) finds no file and composes, as before.
         self._hand_over()
         return {**self.__dict__, "_kept": {}}
