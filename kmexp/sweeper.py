@@ -11,6 +11,8 @@ most ``KEPT_CONFIGS`` at a time, so a huge grid holds a bounded number of
 configs, and its later jobs are composed twice as before. A launcher that runs the
 jobs in worker processes on this machine (joblib's) gets them too: the configs are
 handed over in files, one per job, which a worker reads instead of composing.
+The check itself composes a large batch in parallel, in processes forked from the
+sweep's own: until the first job starts, the machine's other cores are idle.
 ``conf/hydra/sweeper/kmexp.yaml`` holds its settings (the basic sweeper's keys),
 and kmexp registers it as ``hydra/sweeper=basic``, in the place of Hydra's own.
 """
@@ -18,10 +20,16 @@ and kmexp registers it as ``hydra/sweeper=basic``, in the place of Hydra's own.
 from __future__ import annotations
 
 import hashlib
+import math
+import multiprocessing
+import os
 import pickle
 import shutil
 import tempfile
 import weakref
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +42,10 @@ from kmexp import compat
 
 # Composed configs kept at once: each is a live config object, so a huge grid keeps only this many.
 KEPT_CONFIGS = 256
+# The sweeper's check composes a batch in parallel in shares of at least MIN_SHARE jobs, about
+# SHARES_PER_PROCESS shares for each process; a smaller batch is composed here, one job after another.
+MIN_SHARE = 8
+SHARES_PER_PROCESS = 4
 
 
 class ComposeOnceSweeper(compat.basic_sweeper()):
@@ -46,6 +58,17 @@ class ComposeOnceSweeper(compat.basic_sweeper()):
             task_function=task_function,
             config=config,
         )
+
+    def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
+        """Compose every job's config before the first job starts, so that a bad value fails the sweep at once.
+
+        The cores are idle until the first job starts: a large batch is composed in parallel.
+        """
+        loader = self.hydra_context.config_loader
+        processes = _check_processes(len(batch))
+        if processes < 2 or not isinstance(loader, ComposedOnce):
+            return super().validate_batch_is_legal(batch)
+        loader.compose_in_parallel(self.config, batch, processes)
 
 
 class ComposedOnce(ConfigLoader):
@@ -70,9 +93,30 @@ class ComposedOnce(ConfigLoader):
         if kept is not None:
             return kept
         config = self._loader.load_sweep_config(master_config, sweep_overrides)
-        if len(self._kept) < self.size:
-            self._kept[key] = config
+        self._keep(master_config, sweep_overrides, config)
         return config
+
+    def compose_in_parallel(self, master_config: DictConfig, batch: Sequence[Sequence[str]], processes: int) -> None:
+        """Compose these jobs' configs in processes forked from this one, and keep them, as ``load_sweep_config`` does.
+
+        A forked process starts with this one's Hydra state: its config store, resolvers and plugins.
+        A job whose config does not compose there is composed here again, and raises here: an exception
+        sent back from another process loses the errors chained to it, which the one-line report names.
+        """
+        # A few shares per process, so that one slow share does not leave the others idle.
+        size = max(MIN_SHARE, math.ceil(len(batch) / (processes * SHARES_PER_PROCESS)))
+        shares = [[list(overrides) for overrides in batch[i : i + size]] for i in range(0, len(batch), size)]
+        with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork")) as pool:
+            composed = list(pool.map(_compose_share, repeat(self._loader), repeat(master_config), shares))
+        for share, configs in zip(shares, composed, strict=True):
+            for overrides, config in zip(share, configs, strict=True):
+                if config is None:
+                    config = self._loader.load_sweep_config(master_config, overrides)
+                self._keep(master_config, overrides, config)
+
+    def _keep(self, master_config: DictConfig, sweep_overrides: list[str], config: DictConfig) -> None:
+        if len(self._kept) < self.size:
+            self._kept[(id(master_config), tuple(sweep_overrides))] = config
 
     def __getstate__(self) -> dict:
         # A launcher that runs jobs in other processes (joblib's) sends the loader along with every job.
@@ -138,6 +182,27 @@ class ComposedOnce(ConfigLoader):
 
     def compute_defaults_list(self, config_name: str | None, overrides: list[str], run_mode: RunMode) -> Any:
         return self._loader.compute_defaults_list(config_name, overrides, run_mode)
+
+
+def _check_processes(jobs: int) -> int:
+    """How many processes compose a batch of ``jobs`` configs: one per usable core, with shares of at least
+    ``MIN_SHARE`` jobs; 1 (this process) where processes cannot be forked with this one's state (Windows)."""
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return min(cores, jobs // MIN_SHARE)
+
+
+def _compose_share(loader: ConfigLoader, master_config: DictConfig, share: list[list[str]]) -> list[DictConfig | None]:
+    """Some jobs' configs, composed in a forked process; None for one that does not compose."""
+    return [_composed_or_none(loader, master_config, overrides) for overrides in share]
+
+
+def _composed_or_none(loader: ConfigLoader, master_config: DictConfig, overrides: list[str]) -> DictConfig | None:
+    try:
+        return loader.load_sweep_config(master_config, overrides)
+    except Exception:  # noqa: BLE001 - the main process composes this job again, and reports why it fails
+        return None
 
 
 def _file_name(overrides: tuple[str, ...]) -> str:

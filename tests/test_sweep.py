@@ -307,6 +307,37 @@ def test_the_sweeper_composes_each_job_once():
         assert master.hydra.sweeper._target_ == "hydra_plugins.kmexp_sweeper.ComposeOnceSweeper"
 
 
+def test_the_sweeper_check_composes_a_large_batch_in_forked_processes():
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import ConfigCompositionException
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf
+
+    from kmexp.sweeper import MIN_SHARE, ComposedOnce
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        hydra_loader = GlobalHydra.instance().config_loader()
+        master = hydra_loader.load_configuration("config", ["seed=range(0,20)"], RunMode.MULTIRUN)
+        jobs = [[f"seed={seed}", "language=fr"] for seed in range(2 * MIN_SHARE + 3)]
+        counting = CountingLoader(hydra_loader)
+        loader = ComposedOnce(counting)
+        loader.compose_in_parallel(master, jobs, processes=2)
+        assert counting.composed == 0  # composed by the forked processes' copies, not here
+        launched = [loader.load_sweep_config(master, job) for job in jobs]
+        assert counting.composed == 0  # the launcher gets the configs the check composed
+        for job, config in zip(jobs, launched, strict=True):
+            assert OmegaConf.to_yaml(config) == OmegaConf.to_yaml(hydra_loader.load_sweep_config(master, job))
+        assert [config.seed for config in launched] == list(range(len(jobs)))
+        # A job that does not compose raises here, with the message composing it here gives.
+        bad = [*jobs[:-1], ["seed=abc"]]
+        with pytest.raises(ConfigCompositionException) as here:
+            hydra_loader.load_sweep_config(master, ["seed=abc"])
+        with pytest.raises(ConfigCompositionException) as checked:
+            ComposedOnce(hydra_loader).compose_in_parallel(master, bad, processes=2)
+        assert str(checked.value) == str(here.value) and repr(checked.value.__cause__) == repr(here.value.__cause__)
+
+
 @pytest.mark.parametrize(("preset", "expected"), [("locales", 26), ("encoders", 7 * 6)])
 def test_sweep_presets_expand_to_their_jobs(preset, expected):
     cfg = compose_multirun([f"+sweep={preset}"])
