@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import math
 import multiprocessing
-import os
 import pickle
 import shutil
 import tempfile
@@ -39,6 +38,7 @@ from hydra.types import HydraContext, RunMode, TaskFunction
 from omegaconf import DictConfig
 
 from kmexp import compat
+from kmexp.cores import usable_cores
 
 # Composed configs kept at once: each is a live config object, so a huge grid keeps only this many.
 KEPT_CONFIGS = 256
@@ -189,7 +189,7 @@ def _check_processes(jobs: int) -> int:
     ``MIN_SHARE`` jobs; 1 (this process) where processes cannot be forked with this one's state (Windows)."""
     if "fork" not in multiprocessing.get_all_start_methods():
         return 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = usable_cores()
     return min(cores, jobs // MIN_SHARE)
 
 

@@ -8,12 +8,12 @@ can all call it without tracking whether it already ran in this process.
 from __future__ import annotations
 
 import functools
-import os
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from kmexp import languages
+from kmexp.cores import usable_cores
 from kmexp.errors import ConfigError
 from kmexp.paths import config_dir
 
@@ -86,7 +86,7 @@ def threads_per_worker() -> int | None:
     workers = OmegaConf.select(HydraConfig.get(), "launcher.n_jobs", default=None)
     if not isinstance(workers, int) or workers in (0, 1):
         return None
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = usable_cores()
     if workers < 0:  # joblib: -1 is one worker per core, -2 all cores but one, ...
         workers = max(1, cores + 1 + workers)
     return max(1, cores // workers)
