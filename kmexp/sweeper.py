@@ -64,11 +64,10 @@ class ComposeOnceSweeper(compat.basic_sweeper()):
 
         The cores are idle until the first job starts: a large batch is composed in parallel.
         """
-        loader = self.hydra_context.config_loader
         processes = _check_processes(len(batch))
-        if processes < 2 or not isinstance(loader, ComposedOnce):
+        if processes < 2:
             return super().validate_batch_is_legal(batch)
-        loader.compose_in_parallel(self.config, batch, processes)
+        self.hydra_context.config_loader.compose_in_parallel(self.config, batch, processes)
 
 
 class ComposedOnce(ConfigLoader):
@@ -105,13 +104,18 @@ class ComposedOnce(ConfigLoader):
         """
         # A few shares per process, so that one slow share does not leave the others idle.
         size = max(MIN_SHARE, math.ceil(len(batch) / (processes * SHARES_PER_PROCESS)))
-        shares = [[list(overrides) for overrides in batch[i : i + size]] for i in range(0, len(batch), size)]
+        starts = range(0, len(batch), size)
+        shares = [[list(overrides) for overrides in batch[start : start + size]] for start in starts]
+        # Only the configs this loader has room to keep come back; the others are composed there to check them.
+        room = self.size - len(self._kept)
+        send_back = [start < room for start in starts]
         with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork")) as pool:
-            composed = list(pool.map(_compose_share, repeat(self._loader), repeat(master_config), shares))
-        for share, configs in zip(shares, composed, strict=True):
-            for overrides, config in zip(share, configs, strict=True):
-                if config is None:
-                    config = self._loader.load_sweep_config(master_config, overrides)
+            results = list(pool.map(_compose_share, repeat(self._loader), repeat(master_config), shares, send_back))
+        for share, (failed, configs) in zip(shares, results, strict=True):
+            for position in failed:
+                self._loader.load_sweep_config(master_config, share[position])  # raises the error the check reports
+            composed = [overrides for position, overrides in enumerate(share) if position not in failed]
+            for overrides, config in zip(composed, configs):  # no configs where the share's were not sent back
                 self._keep(master_config, overrides, config)
 
     def _keep(self, master_config: DictConfig, sweep_overrides: list[str], config: DictConfig) -> None:
@@ -189,20 +193,24 @@ def _check_processes(jobs: int) -> int:
     ``MIN_SHARE`` jobs; 1 (this process) where processes cannot be forked with this one's state (Windows)."""
     if "fork" not in multiprocessing.get_all_start_methods():
         return 1
-    cores = usable_cores()
-    return min(cores, jobs // MIN_SHARE)
+    return min(usable_cores(), jobs // MIN_SHARE)
 
 
-def _compose_share(loader: ConfigLoader, master_config: DictConfig, share: list[list[str]]) -> list[DictConfig | None]:
-    """Some jobs' configs, composed in a forked process; None for one that does not compose."""
-    return [_composed_or_none(loader, master_config, overrides) for overrides in share]
-
-
-def _composed_or_none(loader: ConfigLoader, master_config: DictConfig, overrides: list[str]) -> DictConfig | None:
-    try:
-        return loader.load_sweep_config(master_config, overrides)
-    except Exception:  # noqa: BLE001 - the main process composes this job again, and reports why it fails
-        return None
+def _compose_share(
+    loader: ConfigLoader, master_config: DictConfig, share: list[list[str]], send_back: bool
+) -> tuple[list[int], list[DictConfig]]:
+    """In a forked process: the positions in ``share`` of the jobs whose config does not compose, and
+    (with ``send_back``) the configs of the others, in order."""
+    failed, configs = [], []
+    for position, overrides in enumerate(share):
+        try:
+            config = loader.load_sweep_config(master_config, overrides)
+        except Exception:  # noqa: BLE001 - the main process composes this job again, and reports why it fails
+            failed.append(position)
+            continue
+        if send_back:
+            configs.append(config)
+    return failed, configs
 
 
 def _file_name(overrides: tuple[str, ...]) -> str:
