@@ -1,4 +1,5 @@
-"""A Hydra callback that appends one JSON line per finished job: job number, pid, seconds, resident memory.
+"""A Hydra callback that appends one JSON line per finished job: job number, pid, seconds, resident memory,
+and the compiled networks the process keeps for later jobs (``kmexp.training.kept``).
 
 For the sweep benchmarks (``sweep_memory.py``, ``sweep_parallel.py``). Hydra
 imports it by name, so ``benchmarks/`` goes on ``PYTHONPATH``:
@@ -7,13 +8,16 @@ imports it by name, so ``benchmarks/`` goes on ``PYTHONPATH``:
         +hydra.callbacks.rss._target_=rss_callback.RSSCallback +hydra.callbacks.rss.out=/tmp/rss.jsonl
 
 The callback runs in the process that ran the job (the sweep's own process with
-Hydra's basic launcher, a worker with joblib), so VmRSS is that process's.
+Hydra's basic launcher, a worker with joblib), so VmRSS is that process's. The kept
+networks hold memory by design, up to their bound: the benchmarks tell the growth
+while they fill from the growth once they stopped.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from typing import Any
 
@@ -46,7 +50,17 @@ class RSSCallback(Callback):
             "seconds": time.perf_counter() - self.started,
             "rss_mb": resident_mb(),
             "end": time.time(),
+            "kept_networks": _kept_networks(),
         }
         # One short line per write, appended: lines from parallel workers do not interleave.
         with open(self.out, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
+
+
+def _kept_networks() -> int | None:
+    """How many compiled networks this process keeps for its later jobs; None before a job loaded them."""
+    if "kmexp.training.kept" not in sys.modules:  # importing it here would load TensorFlow into this process
+        return None
+    from kmexp.training.kept import process_networks
+
+    return len(process_networks())

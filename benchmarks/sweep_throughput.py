@@ -166,6 +166,7 @@ def report(results: dict, codes: list[str], workers: int, load_start: tuple, loa
         f"- Same test accuracy for every language under both launchers: {'yes' if same else 'NO'}.",
         f"- Memory of the in-process sweep: {rss[0]:.0f} MB after job 1, {rss[-1]:.0f} MB after job {n} "
         f"(max {max(rss):.0f}); **{slope:+.2f} MB per job** (least squares over jobs 2-{n}).",
+        _after_kept_networks(basic["jobs"]),
         f"- Mean test accuracy: {statistics.mean(job['test'] for job in basic['jobs']) * 100:.2f} over the {n} languages.",
         "",
         "Where a job's seconds go (medians over the in-process sweep's jobs; `metrics.json` `seconds`, and Hydra's job "
@@ -196,6 +197,24 @@ def report(results: dict, codes: list[str], workers: int, load_start: tuple, loa
         "",
     ]
     return "\n".join(lines)
+
+
+def _after_kept_networks(jobs: list[dict]) -> str:
+    """The memory growth once the compiled networks the process keeps (``kmexp.training.kept``) stopped growing.
+
+    Each kept network holds its variables, optimizer slots and traced step, by design and up to a bound:
+    the growth that goes on after the last one was added is what a longer sweep would add.
+    """
+    kept = [job.get("kept_networks") for job in jobs]
+    if None in kept:
+        return "- Kept networks: not recorded."
+    last = max(i for i, count in enumerate(kept) if i == 0 or count > kept[i - 1])
+    rss = [job["rss_mb"] for job in jobs[last + 1 :]]
+    growth = f"**{_slope(rss):+.2f} MB per job** over jobs {last + 2}-{len(jobs)}" if len(rss) >= 10 else "too few jobs left"
+    return (
+        f"- Compiled networks kept for later jobs: {kept[-1]} at the end, the last one added at job {last + 1} "
+        f"({jobs[last]['rss_mb']:.0f} MB then). After it: {growth}."
+    )
 
 
 def _slope(values: list[float]) -> float:

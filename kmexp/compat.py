@@ -8,8 +8,9 @@ is imported by light modules too, and TensorFlow must not load with them.
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 
 @contextlib.contextmanager
@@ -226,6 +227,36 @@ def hub_offline() -> Iterator[None]:
         yield
     finally:
         datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE = saved
+
+
+def with_value_overrides(composed, composed_from: Sequence, overrides: Sequence, values: Sequence):
+    """The config Hydra composes of ``overrides``, made from ``composed``, Hydra's composition of ``composed_from``.
+
+    ``composed_from`` is ``overrides`` less ``values``, the ones that set values rather than pick
+    config group options (all parsed ``Override``s). Hydra composes in two steps: the defaults list,
+    from the group options, merged into one config (most of the time), then the value overrides
+    applied and every override recorded. This is the second step, as Hydra's
+    ``ConfigLoaderImpl._load_configuration_impl`` takes it, on a copy of ``composed``: the method
+    that applies the values and the function that names the job's folder are Hydra's private ones.
+    """
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
+
+    config = copy.deepcopy(composed)
+    ConfigLoaderImpl._apply_overrides_to_config(list(values), config)
+    # Hydra appends the overrides to lists the config may already hold: those entries stay.
+    for kind, is_hydra in (("hydra", True), ("task", False)):
+        recorded = list(config.hydra.overrides[kind])
+        held = len(recorded) - sum(override.is_hydra_override() == is_hydra for override in composed_from)
+        lines = [override.input_line for override in overrides if override.is_hydra_override() == is_hydra]
+        config.hydra.overrides[kind] = recorded[:held] + lines
+    naming = config.hydra.job.config.override_dirname
+    config.hydra.job.override_dirname = get_overrides_dirname(
+        overrides=[override for override in overrides if not override.is_hydra_override()],
+        kv_sep=naming.kv_sep,
+        item_sep=naming.item_sep,
+        exclude_keys=naming.exclude_keys,
+    )
+    return config
 
 
 def basic_sweeper() -> type:

@@ -11,8 +11,11 @@ most ``KEPT_CONFIGS`` at a time, so a huge grid holds a bounded number of
 configs, and its later jobs are composed twice as before. A launcher that runs the
 jobs in worker processes on this machine (joblib's) gets them too: the configs are
 handed over in files, one per job, which a worker reads instead of composing.
-The check itself composes a large batch in parallel, in processes forked from the
-sweep's own: until the first job starts, the machine's other cores are idle.
+Jobs that share their group options share one Hydra composition
+(``kmexp.job_configs``): a sweep over values is composed in milliseconds a job. A
+batch that still takes many compositions (a grid of group options) is checked in
+parallel, in processes forked from the sweep's own: until the first job starts,
+the machine's other cores are idle.
 ``conf/hydra/sweeper/kmexp.yaml`` holds its settings (the basic sweeper's keys),
 and kmexp registers it as ``hydra/sweeper=basic``, in the place of Hydra's own.
 """
@@ -39,6 +42,7 @@ from omegaconf import DictConfig
 
 from kmexp import compat
 from kmexp.cores import usable_cores
+from kmexp.job_configs import JobConfigs
 
 # Composed configs kept at once: each is a live config object, so a huge grid keeps only this many.
 KEPT_CONFIGS = 256
@@ -62,9 +66,10 @@ class ComposeOnceSweeper(compat.basic_sweeper()):
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
         """Compose every job's config before the first job starts, so that a bad value fails the sweep at once.
 
-        The cores are idle until the first job starts: a large batch is composed in parallel.
+        The cores are idle until the first job starts: a batch that takes many Hydra compositions (one
+        per set of group options, ``kmexp.job_configs``) is composed in parallel.
         """
-        processes = _check_processes(len(batch))
+        processes = _check_processes(self.hydra_context.config_loader.compositions(self.config, batch))
         if processes < 2:
             return super().validate_batch_is_legal(batch)
         self.hydra_context.config_loader.compose_in_parallel(self.config, batch, processes)
@@ -80,6 +85,7 @@ class ComposedOnce(ConfigLoader):
 
     def __init__(self, loader: ConfigLoader, size: int = KEPT_CONFIGS):
         self._loader = loader
+        self._configs = JobConfigs(loader)  # composes the jobs that share group options from one composition
         self.size = size
         self._kept: dict[tuple[int, tuple[str, ...]], DictConfig] = {}
         self._handed_over: Path | None = None  # the folder of the configs handed over to worker processes
@@ -91,7 +97,7 @@ class ComposedOnce(ConfigLoader):
             kept = self._take_handed_over(sweep_overrides)
         if kept is not None:
             return kept
-        config = self._loader.load_sweep_config(master_config, sweep_overrides)
+        config = self._configs.load_sweep_config(master_config, sweep_overrides)
         self._keep(master_config, sweep_overrides, config)
         return config
 
@@ -110,13 +116,17 @@ class ComposedOnce(ConfigLoader):
         room = self.size - len(self._kept)
         send_back = [start < room for start in starts]
         with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork")) as pool:
-            results = list(pool.map(_compose_share, repeat(self._loader), repeat(master_config), shares, send_back))
+            results = list(pool.map(_compose_share, repeat(self._configs), repeat(master_config), shares, send_back))
         for share, (failed, configs) in zip(shares, results, strict=True):
             for position in failed:
                 self._loader.load_sweep_config(master_config, share[position])  # raises the error the check reports
             composed = [overrides for position, overrides in enumerate(share) if position not in failed]
             for overrides, config in zip(composed, configs):  # no configs where the share's were not sent back
                 self._keep(master_config, overrides, config)
+
+    def compositions(self, master_config: DictConfig, batch: Sequence[Sequence[str]]) -> int:
+        """How many Hydra compositions these jobs' configs take (``kmexp.job_configs``)."""
+        return self._configs.compositions(master_config, batch)
 
     def _keep(self, master_config: DictConfig, sweep_overrides: list[str], config: DictConfig) -> None:
         if len(self._kept) < self.size:
@@ -188,23 +198,24 @@ class ComposedOnce(ConfigLoader):
         return self._loader.compute_defaults_list(config_name, overrides, run_mode)
 
 
-def _check_processes(jobs: int) -> int:
-    """How many processes compose a batch of ``jobs`` configs: one per usable core, with shares of at least
-    ``MIN_SHARE`` jobs; 1 (this process) where processes cannot be forked with this one's state (Windows)."""
+def _check_processes(compositions: int) -> int:
+    """How many processes compose a batch that takes this many Hydra compositions: one per usable core, with
+    at least ``MIN_SHARE`` compositions each; 1 (this process) where processes cannot be forked with this
+    one's state (Windows). A job made from a kept composition takes milliseconds: not worth a process."""
     if "fork" not in multiprocessing.get_all_start_methods():
         return 1
-    return min(usable_cores(), jobs // MIN_SHARE)
+    return min(usable_cores(), compositions // MIN_SHARE)
 
 
 def _compose_share(
-    loader: ConfigLoader, master_config: DictConfig, share: list[list[str]], send_back: bool
+    job_configs: JobConfigs, master_config: DictConfig, share: list[list[str]], send_back: bool
 ) -> tuple[list[int], list[DictConfig]]:
     """In a forked process: the positions in ``share`` of the jobs whose config does not compose, and
     (with ``send_back``) the configs of the others, in order."""
     failed, configs = [], []
     for position, overrides in enumerate(share):
         try:
-            config = loader.load_sweep_config(master_config, overrides)
+            config = job_configs.load_sweep_config(master_config, overrides)
         except Exception:  # noqa: BLE001 - the main process composes this job again, and reports why it fails
             failed.append(position)
             continue

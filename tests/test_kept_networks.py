@@ -42,10 +42,10 @@ def test_a_kept_network_is_reused_and_gives_the_numbers_of_a_new_one(tmp_path, s
     first = _run(tmp_path, "first", [*data, "seed=0"], kept)
     # Same shapes, other seed: the kept network is trained again, from this job's own starting state.
     second = _run(tmp_path, "second", [*data, "seed=1"], kept)
-    assert kept.reused == 1
+    assert (kept.reused, len(kept)) == (1, 1)
     # Another optimizer: another traced step, so a network of its own.
     sgd = _run(tmp_path, "sgd", [*data, "seed=1", "optimizer=sgd"], kept)
-    assert kept.reused == 1
+    assert (kept.reused, len(kept)) == (1, 2)
 
     alone = {name: _run(tmp_path, f"{name}-alone", [*data, *extra], None)
              for name, extra in (("second", ["seed=1"]), ("sgd", ["seed=1", "optimizer=sgd"]))}

@@ -248,7 +248,7 @@ def compose_multirun(overrides: list[str]):
 
 
 class CountingLoader:
-    """Hydra's own config loader, counting the job configs it composes."""
+    """Hydra's own config loader, counting the configs it composes."""
 
     def __init__(self, loader):
         self.loader = loader
@@ -257,6 +257,13 @@ class CountingLoader:
     def load_sweep_config(self, master_config, sweep_overrides):
         self.composed += 1
         return self.loader.load_sweep_config(master_config, sweep_overrides)
+
+    def load_configuration(self, config_name, overrides, run_mode):
+        self.composed += 1
+        return self.loader.load_configuration(config_name, overrides, run_mode)
+
+    def list_groups(self, parent_name):
+        return self.loader.list_groups(parent_name)
 
 
 def test_the_sweeper_composes_each_job_once():
@@ -305,6 +312,52 @@ def test_the_sweeper_composes_each_job_once():
         gc.collect()
         assert not folder.exists()  # the folder goes with the loader that made it
         assert master.hydra.sweeper._target_ == "hydra_plugins.kmexp_sweeper.ComposeOnceSweeper"
+
+
+@pytest.mark.parametrize(
+    ("jobs", "compositions"),
+    [
+        # The benchmark's sweep: one language option, a code per job (and the sweep's Hydra overrides).
+        ([["language=generic", f"language.code={code}"] for code in ("fra_Latn", "zho_Hans", "arb_Arab")], 1),
+        # Values before and after group options, a nested key, a new key, a dict, a deleted key.
+        ([[f"seed={seed}", "optimizer=sgd", "optimizer.learning_rate=0.5", "+extra.note=x"] for seed in (0, 7)]
+         + [["optimizer=sgd", "+extra={a: 1, b: 2}", "~extra.a", "trainer={epochs: 3, patience: 1}"]], 1),
+        # Two sets of group options: one composition each.
+        ([[f"language={tag}", f"seed={seed}"] for tag in ("en", "ja") for seed in (1, 2)], 2),
+    ],
+)
+def test_jobs_that_share_group_options_get_hydras_configs_from_one_composition(tmp_path, jobs, compositions):
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import ConfigCompositionException
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf
+
+    from kmexp.job_configs import JobConfigs
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        hydra_loader = GlobalHydra.instance().config_loader()
+        sweep = ["seed=0,1", f"hydra.sweep.dir={tmp_path}", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+        master = hydra_loader.load_configuration("config", sweep, RunMode.MULTIRUN)
+        counting = CountingLoader(hydra_loader)
+        configs = JobConfigs(counting)
+        assert configs.compositions(master, jobs) == compositions
+        made = [configs.load_sweep_config(master, job) for job in jobs]
+        assert counting.composed == compositions  # Hydra composed each set of group options once
+        for job, config in zip(jobs, made, strict=True):
+            composed = hydra_loader.load_sweep_config(master, job)
+            assert OmegaConf.to_yaml(config) == OmegaConf.to_yaml(composed)
+            assert OmegaConf.is_struct(config) and not OmegaConf.is_readonly(config.hydra)
+            assert config.hydra.job.override_dirname == composed.hydra.job.override_dirname
+        assert made[0] is not made[1]  # each job gets a config of its own
+        # A job whose values do not apply raises what Hydra raises for it, and Hydra composed it as a whole.
+        for bad in (["language=generic", "seed=abc"], ["language=generic", "language.cod=fra_Latn"], ["language=nope"]):
+            with pytest.raises(ConfigCompositionException) as from_hydra:
+                hydra_loader.load_sweep_config(master, bad)
+            with pytest.raises(ConfigCompositionException) as from_configs:
+                configs.load_sweep_config(master, bad)
+            assert str(from_configs.value) == str(from_hydra.value)
+            assert repr(from_configs.value.__cause__) == repr(from_hydra.value.__cause__)
 
 
 def test_the_sweeper_check_composes_a_large_batch_in_forked_processes():

@@ -38,6 +38,10 @@ class KeptNetworks:
         self._kept: OrderedDict[str, keras.Model] = OrderedDict()
         self.reused = 0  # jobs that trained a kept network
 
+    def __len__(self) -> int:
+        """Networks kept now: their memory (variables, optimizer slots, traced steps) stays with the process."""
+        return len(self._kept)
+
     def compiled(self, network: keras.Model, optimizer, loss, *, jit_compile: bool, steps_per_execution: int) -> keras.Model:
         """``network`` compiled for ``model.fit``, or a kept network in the state ``network`` and ``optimizer`` start in."""
         key = _signature(network, optimizer, loss, jit_compile, steps_per_execution)
