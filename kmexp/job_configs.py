@@ -41,13 +41,11 @@ class JobConfigs:
 
     def load_sweep_config(self, master_config: DictConfig, sweep_overrides: Sequence[str]) -> DictConfig:
         """The config of the job with these overrides, as Hydra's ``load_sweep_config`` composes it."""
-        overrides = self._overrides(master_config, sweep_overrides)
-        options = [override for override in overrides if not self._sets_a_value(override)]
-        if len(options) == len(overrides):  # no values: a composition of its own
+        overrides, options, values = self._split(master_config, sweep_overrides)
+        if not values:  # nothing to share: a composition of its own
             return self._loader.load_sweep_config(master_config, list(sweep_overrides))
         try:
             composed = self._composition(master_config.hydra.job.config_name, options)
-            values = [override for override in overrides if self._sets_a_value(override)]
             config = compat.with_value_overrides(composed, options, overrides, values)
         except Exception:  # noqa: BLE001 - Hydra composes the job as a whole, and raises its own error
             return self._loader.load_sweep_config(master_config, list(sweep_overrides))
@@ -57,7 +55,8 @@ class JobConfigs:
 
     def compositions(self, master_config: DictConfig, batch: Sequence[Sequence[str]]) -> int:
         """How many Hydra compositions these jobs' configs take: one per set of group options."""
-        return len({self._composition_key(master_config, overrides) for overrides in batch})
+        options = (self._split(master_config, overrides)[1] for overrides in batch)
+        return len({tuple(override.input_line for override in job) for job in options})
 
     def __getstate__(self) -> dict:
         # A copy sent to another process (with each job, to joblib's workers) starts with no compositions.
@@ -66,16 +65,16 @@ class JobConfigs:
     def __setstate__(self, state: dict) -> None:
         self.__init__(state["_loader"], state["size"])
 
-    def _overrides(self, master_config: DictConfig, sweep_overrides: Sequence[str]) -> list[Override]:
-        # Hydra's load_sweep_config composes the sweep's Hydra overrides, then the job's.
-        return self._parser.parse_overrides([*master_config.hydra.overrides.hydra, *sweep_overrides])
-
-    def _composition_key(self, master_config: DictConfig, sweep_overrides: Sequence[str]) -> tuple[str, ...]:
-        overrides = self._overrides(master_config, sweep_overrides)
-        options = [override.input_line for override in overrides if not self._sets_a_value(override)]
-        if len(options) == len(overrides):
-            return ("job", *options)
-        return ("options", master_config.hydra.job.config_name, *options)
+    def _split(
+        self, master_config: DictConfig, sweep_overrides: Sequence[str]
+    ) -> tuple[list[Override], list[Override], list[Override]]:
+        """A job's overrides as Hydra composes them (the sweep's Hydra overrides, then the job's), and
+        those among them that pick group options and those that set values, each in that order."""
+        overrides = self._parser.parse_overrides([*master_config.hydra.overrides.hydra, *sweep_overrides])
+        sets_a_value = [self._sets_a_value(override) for override in overrides]
+        options = [override for override, value in zip(overrides, sets_a_value) if not value]
+        values = [override for override, value in zip(overrides, sets_a_value) if value]
+        return overrides, options, values
 
     def _composition(self, config_name: str, options: list[Override]) -> DictConfig:
         """Hydra's composition of these group options, kept for the next job that has the same."""
