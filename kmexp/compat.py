@@ -242,7 +242,7 @@ def with_value_overrides(composed, composed_from: Sequence, overrides: Sequence,
     from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
 
     config = copy.deepcopy(composed)
-    ConfigLoaderImpl._apply_overrides_to_config(list(values), config)
+    ConfigLoaderImpl._apply_overrides_to_config(values, config)
     # Hydra appends the overrides to lists the config may already hold: those entries stay.
     for kind, is_hydra in (("hydra", True), ("task", False)):
         recorded = list(config.hydra.overrides[kind])

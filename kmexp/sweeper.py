@@ -91,8 +91,7 @@ class ComposedOnce(ConfigLoader):
         self._handed_over: Path | None = None  # the folder of the configs handed over to worker processes
 
     def load_sweep_config(self, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
-        key = (id(master_config), tuple(sweep_overrides))
-        kept = self._kept.pop(key, None)
+        kept = self._kept.pop(_job_key(master_config, sweep_overrides), None)
         if kept is None:
             kept = self._take_handed_over(sweep_overrides)
         if kept is not None:
@@ -130,7 +129,7 @@ class ComposedOnce(ConfigLoader):
 
     def _keep(self, master_config: DictConfig, sweep_overrides: list[str], config: DictConfig) -> None:
         if len(self._kept) < self.size:
-            self._kept[(id(master_config), tuple(sweep_overrides))] = config
+            self._kept[_job_key(master_config, sweep_overrides)] = config
 
     def __getstate__(self) -> dict:
         # A launcher that runs jobs in other processes (joblib's) sends the loader along with every job.
@@ -196,6 +195,11 @@ class ComposedOnce(ConfigLoader):
 
     def compute_defaults_list(self, config_name: str | None, overrides: list[str], run_mode: RunMode) -> Any:
         return self._loader.compute_defaults_list(config_name, overrides, run_mode)
+
+
+def _job_key(master_config: DictConfig, sweep_overrides: Sequence[str]) -> tuple[int, tuple[str, ...]]:
+    """A kept config's key: the sweep (its master config) and the job's overrides."""
+    return id(master_config), tuple(sweep_overrides)
 
 
 def _check_processes(compositions: int) -> int:
