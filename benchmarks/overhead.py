@@ -73,7 +73,7 @@ def run_once(variant: str, tag: str, out: Path) -> dict:
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - started
     if done.returncode != 0:
-        raise SystemExit(f"{variant} failed:\n{done.stderr[-3000:]}")
+        raise SystemExit(f"{variant} failed (exit code {done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
     last = json.loads(done.stdout.strip().splitlines()[-1])
     if variant.startswith("plain"):
         after_imports, parts = last["seconds"], {}

@@ -1,8 +1,9 @@
 """kmexp's entry point with stopwatches: where a job's time goes, after imports.
 
 Runs exactly what ``python -m kmexp`` runs (``kmexp.cli.main``), with timers
-wrapped around the parts that plain Keras would not do: Hydra's two compositions
-(one to learn the run mode, one for the run), the W&B logger's calls, the
+wrapped around the parts that plain Keras would not do: Hydra's compositions
+of the config (one for a single run, ``kmexp.compat.one_composition_for_a_run``) and
+the rest of its run (the run folder, its saved configs, logging), the W&B logger's calls, the
 backup, ``history.csv``, the progress lines, the provenance records,
 config checks, and the callback that redacts Hydra's saved files. The last line
 printed is JSON: ``seconds_after_imports`` and the seconds of each part.
@@ -19,6 +20,7 @@ import functools
 import json
 import time
 
+from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra._internal.hydra import Hydra
 
 import kmexp.cli
@@ -45,8 +47,8 @@ def timed(owner, name: str, label: str) -> None:
     setattr(owner, name, wrapper)
 
 
-timed(Hydra, "get_mode", "hydra: compose to find the run mode")
-timed(Hydra, "run", "hydra: compose and run (job inside)")
+timed(ConfigLoaderImpl, "load_configuration", "hydra: compose the config")
+timed(Hydra, "run", "hydra: run (job inside)")
 timed(kmexp.cli, "train", "train()")  # cli.py imported train by name
 timed(kmexp.experiment, "fit", "train(): model fit, callbacks inside")
 for method in ("start", "log_epoch", "log_summary", "log_evaluation", "finish"):

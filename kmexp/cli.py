@@ -41,6 +41,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from kmexp import compat
 from kmexp.config import register_configs
 from kmexp.errors import KmexpError, StorageError, capped
 from kmexp.paths import config_dir, group_options, is_option, option_names
@@ -249,7 +250,7 @@ def main() -> None:
     redact_log_records(Secrets.from_environ())
     show_traceback = traceback_requested(os.environ, sys.argv[1:])
     try:
-        with _hydra_passes_errors_on():
+        with _hydra_passes_errors_on(), compat.one_composition_for_a_run():
             run()
     except RunFailed as failed:
         if isinstance(failed.error, KeyboardInterrupt):

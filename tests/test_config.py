@@ -259,3 +259,53 @@ def test_sequence_encoders_get_their_own_adam_step(encoder):
     assert load([f"encoder={encoder}"]).optimizer.learning_rate == pytest.approx(0.01)
     assert load([f"encoder={encoder}", "optimizer.learning_rate=0.003"]).optimizer.learning_rate == pytest.approx(0.003)
     assert load(["encoder=char_ngram"]).optimizer.learning_rate == pytest.approx(0.05)
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        ["language=fr"],
+        ["language=generic", "language.code=fra_Latn", "seed=0", "+extra={a: 1}"],
+        ["language=fr", "hydra.mode=RUN"],  # the mode set: Hydra adds no hydra.mode=RUN
+        # A sweep: Hydra's compositions, as they are (without kmexp's report, which needs jobs that train).
+        ["--multirun", "language=fr", "seed=0,1", "~hydra.callbacks.kmexp"],
+    ],
+)
+def test_a_single_run_composes_its_config_once_and_gets_the_config_hydra_composes(tmp_path, monkeypatch, arguments):
+    import hydra
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+
+    from kmexp.compat import one_composition_for_a_run
+
+    register_configs()
+    compose_impl = ConfigLoaderImpl._load_configuration_impl
+    composed = []
+
+    def counted(loader, *args, **kwargs):
+        composed.append(kwargs["run_mode"])
+        return compose_impl(loader, *args, **kwargs)
+
+    monkeypatch.setattr(ConfigLoaderImpl, "_load_configuration_impl", counted)
+    seen: list[str] = []
+
+    @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
+    def task(cfg) -> None:  # what a task gets: its config and Hydra's, as YAML
+        seen.append(OmegaConf.to_yaml(HydraConfig.get()) + OmegaConf.to_yaml(cfg))
+
+    folders = [f"hydra.run.dir={tmp_path / 'run'}", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    monkeypatch.setattr("sys.argv", ["kmexp", *arguments, *folders])
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
+    try:
+        task()
+        by_hydra, seen[:], composed_by_hydra, composed[:] = list(seen), [], list(composed), []
+        with one_composition_for_a_run():
+            task()
+    finally:
+        GlobalHydra.instance().clear()
+    assert seen == by_hydra
+    if "--multirun" in arguments:
+        assert composed == composed_by_hydra
+    else:
+        assert len(composed_by_hydra) == 2 and len(composed) == 1
