@@ -1,17 +1,30 @@
-"""Memory and time of an in-process sweep: resident memory after each of 20 jobs in one process.
+"""Memory and time of an in-process sweep: resident memory after each job, all jobs in one process.
 
 Runs one multirun with Hydra's basic launcher, which runs every job in the
 sweep's own process, so anything a job leaves behind (Keras state, traced
 functions, datasets) accumulates there. ``rss_callback.RSSCallback`` records
-VmRSS and the job's seconds as each job ends. The result: the series, and the
-least-squares slope of resident memory over jobs 3..N (MB per job), which should
-be flat: the first jobs load TensorFlow's kernels and caches once.
+VmRSS, the job's seconds and the compiled networks the process keeps as each job
+ends. The result: the series, and the least-squares slope of resident memory
+(MB per job), which should be flat once the process has loaded TensorFlow's
+kernels and caches and filled its bounded caches.
+
+Two kinds of sweep:
+
+- seeds of one language (the default: ``-m seed=0,...,19 language=fr logger=none``);
+- ``--languages N``: the first N SIB-200 languages (``language=generic``), gone over
+  ``--passes`` times in one process (``-m seed=0,...,P-1 language.code=<N codes>``:
+  the seed is the outer loop, so each pass meets every language once). A first
+  pass meets each language for the first time; a second pass shows whether a
+  job leaves anything behind, or whether the first pass's growth came with the
+  languages it met.
 
     KMEXP_DATA_DIR=/path/to/sib200 python benchmarks/sweep_memory.py              # 20 jobs: seed=0..19, fr
     KMEXP_DATA_DIR=/path/to/sib200 python benchmarks/sweep_memory.py --jobs 5 -- encoder=onehot
+    KMEXP_DATA_DIR=/path/to/sib200 python benchmarks/sweep_memory.py --languages 205 --passes 2 --logger wandb \\
+        --out benchmarks/results/sweep_memory_205x2.md
 
-The sweep run is ``python -m kmexp -m seed=0,...,19 language=fr logger=none`` plus
-the callback (``PYTHONPATH=benchmarks``). Writes ``benchmarks/results/sweep_memory.md``.
+The callback goes on ``PYTHONPATH`` (``benchmarks/``). Writes ``benchmarks/results/sweep_memory.md``
+unless ``--out`` says otherwise.
 """
 
 from __future__ import annotations
@@ -35,6 +48,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=20, help="jobs in the sweep (seeds 0..jobs-1)")
     parser.add_argument("--language", default="fr")
+    parser.add_argument("--languages", type=int, default=None, help="sweep the first N SIB-200 languages instead")
+    parser.add_argument("--passes", type=int, default=1, help="with --languages: times over the languages")
     parser.add_argument("--logger", default="none", help="kmexp logger (none, csv, wandb)")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "sweep_memory.md")
     parser.add_argument("overrides", nargs="*", help="more kmexp overrides, after --")
@@ -43,9 +58,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         records = Path(tmp) / "rss.jsonl"
-        seeds = ",".join(str(seed) for seed in range(args.jobs))
         command = [
-            sys.executable, "-m", "kmexp", "-m", f"seed={seeds}", f"language={args.language}",
+            sys.executable, "-m", "kmexp", "-m", *sweep_arguments(args),
             f"logger={args.logger}", *args.overrides, f"hydra.sweep.dir={tmp}/sweep",
             "+hydra.callbacks.rss._target_=rss_callback.RSSCallback", f"+hydra.callbacks.rss.out={records}",
         ]
@@ -66,6 +80,17 @@ def main() -> None:
     print(f"wrote {args.out}")
 
 
+def sweep_arguments(args) -> list[str]:
+    """The sweep's own overrides: seeds of one language, or passes over the first N SIB-200 languages."""
+    if args.languages is None:
+        return [f"seed={','.join(str(seed) for seed in range(args.jobs))}", f"language={args.language}"]
+    from kmexp.languages import sib200_codes
+
+    codes = sib200_codes()[: args.languages]
+    seeds = ",".join(str(seed) for seed in range(args.passes))
+    return [f"seed={seeds}", "language=generic", f"language.code={','.join(codes)}"]
+
+
 def slope(ys: list[float]) -> float:
     """Least-squares slope of ys against 0, 1, 2, ... (units of y per step)."""
     xs = range(len(ys))
@@ -77,6 +102,9 @@ def report(jobs: list[dict], args, wall: float, load_start: tuple, load_end: tup
     rss = [job["rss_mb"] for job in jobs]
     seconds = [job["seconds"] for job in jobs]
     after_second = rss[2:]
+    shown = sweep_arguments(args)
+    if args.languages is not None:
+        shown[-1] = f"language.code=<the first {args.languages} SIB-200 codes>"
     lines = [
         "# In-process sweep: resident memory and seconds per job",
         "",
@@ -84,7 +112,7 @@ def report(jobs: list[dict], args, wall: float, load_start: tuple, load_end: tup
         f"{datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}. Load average (1, 5, 15 min) at start "
         f"{_load(load_start)}, at end {_load(load_end)}.",
         "",
-        f"`python -m kmexp -m seed=0,...,{len(jobs) - 1} language={args.language} logger={args.logger} "
+        f"`python -m kmexp -m {' '.join(shown)} logger={args.logger} "
         f"{' '.join(args.overrides)}`".replace(" `", "`") + " with Hydra's basic launcher (every job in one process); "
         "VmRSS read as each job ends.",
         "",
@@ -97,12 +125,39 @@ def report(jobs: list[dict], args, wall: float, load_start: tuple, load_end: tup
         f"- Slope after job 2 (least squares over jobs 3..{len(jobs)}): "
         + (f"**{slope(after_second):+.2f} MB/job**" if len(after_second) > 1 else "n/a (too few jobs)")
         + f"; change from job 2 to job {len(jobs)}: {rss[-1] - rss[1]:+.0f} MB.",
+        *pass_lines(jobs, args),
         "",
         "| job | resident MB | seconds |",
         "|---:|---:|---:|",
     ]
     lines += [f"| {job['job'] + 1} | {job['rss_mb']:.0f} | {job['seconds']:.2f} |" for job in jobs]
     return "\n".join(lines) + "\n"
+
+
+def pass_lines(jobs: list[dict], args) -> list[str]:
+    """Per pass over the languages: its memory growth, the first pass's from its last added kept network on.
+
+    The compiled networks the process keeps (``kmexp.training.kept``) hold memory by design, up to a
+    bound: the first pass's slope starts after the last one was added.
+    """
+    if args.languages is None:
+        return []
+    kept = [job.get("kept_networks") or 0 for job in jobs]
+    last_added = max(i for i, count in enumerate(kept) if i == 0 or count > kept[i - 1])
+    lines = [f"- Compiled networks kept for later jobs: {kept[-1]} at the end, the last one added at job {last_added + 1}."]
+    for number in range(args.passes):
+        first, end = number * args.languages, (number + 1) * args.languages
+        start = max(first, last_added + 1)
+        rss = [job["rss_mb"] for job in jobs[start:end]]
+        if len(rss) < 10:
+            lines.append(f"- Pass {number + 1} (jobs {first + 1}-{end}): too few jobs after the last kept network.")
+            continue
+        lines.append(
+            f"- Pass {number + 1} over the {args.languages} languages, jobs {start + 1}-{end}: "
+            f"**{slope(rss):+.3f} MB/job**; {rss[0]:.0f} MB at job {start + 1}, {rss[-1]:.0f} MB at job {end}, "
+            f"max {max(rss):.0f} MB."
+        )
+    return lines
 
 
 def _load(load: tuple) -> str:

@@ -265,7 +265,8 @@ def one_composition_for_a_run() -> Iterator[None]:
 
     Hydra's ``@hydra.main`` composes the config to read ``hydra.mode`` (``Hydra.get_mode``),
     then, for a single run, composes it again with ``hydra.mode=RUN`` added to the overrides:
-    two compositions of ~40 config files, about 0.15 s each on 2 cores, before a run starts.
+    two compositions of every config file in the defaults list before a run starts
+    (docs/benchmarks.md has the cost).
     Here the mode is read from a composition for a run, and that composition is handed to the
     run, with ``hydra.mode=RUN`` applied as Hydra applies a value (``with_value_overrides``).
     Where it is not the run's composition (a sweep, an override it does not expect), or it
