@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import keras
@@ -309,3 +310,29 @@ def test_a_single_run_composes_its_config_once_and_gets_the_config_hydra_compose
         assert composed == composed_by_hydra
     else:
         assert len(composed_by_hydra) == 2 and len(composed) == 1
+
+
+@pytest.mark.parametrize("arguments", [["language=nope"], ["language=fr", "seed=abc"], ["language=fr", "nokey=1"]])
+def test_a_single_run_whose_config_does_not_compose_fails_with_hydras_error(tmp_path, monkeypatch, arguments):
+    import hydra
+    from hydra.core.global_hydra import GlobalHydra
+
+    from kmexp.compat import one_composition_for_a_run
+
+    register_configs()
+
+    @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
+    def task(cfg) -> None:
+        raise AssertionError("a config that does not compose reached the task")
+
+    monkeypatch.setattr("sys.argv", ["kmexp", *arguments, f"hydra.run.dir={tmp_path}"])
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")  # Hydra raises its error instead of printing it
+    raised = []
+    try:
+        for context in (contextlib.nullcontext(), one_composition_for_a_run()):
+            with pytest.raises(Exception) as error, context:
+                task()
+            raised.append((type(error.value), str(error.value), repr(error.value.__cause__)))
+    finally:
+        GlobalHydra.instance().clear()
+    assert raised[0] == raised[1]
