@@ -26,7 +26,8 @@ import tensorflow as tf
 from kmexp import compat
 
 # Networks kept per process, the most recently used first. Each holds its variables, its optimizer's
-# slots and its traced step; the shapes of a 205-language sweep round to fewer sizes than this.
+# slots and its traced step. A network with new shapes replaces the least recently used one: a
+# 205-language sweep needs a few more than this (docs/benchmarks.md), so a few jobs trace again.
 KEPT_NETWORKS = 8
 
 
