@@ -289,7 +289,7 @@ def one_composition_for_a_run() -> Iterator[None]:
         except Exception:  # noqa: BLE001 - Hydra's get_mode, as it is: it reads the mode or finds none
             return get_mode(hydra, config_name, overrides)
         if composed.hydra.mode in (None, RunMode.RUN):
-            _hand_over_once(hydra.config_loader, config_name, parsed, composed)
+            _hand_over_once(hydra.config_loader, config_name, parsed, composed, parser)
         return composed.hydra.mode
 
     Hydra.get_mode = get_mode_keeping_the_composition
@@ -299,13 +299,12 @@ def one_composition_for_a_run() -> Iterator[None]:
         Hydra.get_mode = get_mode
 
 
-def _hand_over_once(loader, composed_name, composed_from: list, composed) -> None:
+def _hand_over_once(loader, composed_name, composed_from: list, composed, parser) -> None:
     """The loader's next ``load_configuration`` returns ``composed`` if it is the run's composition.
 
     That is: the same config and overrides for a run, plus the ``hydra.mode=RUN`` that Hydra
     appends when the config sets no mode. Any other call is Hydra's own.
     """
-    from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.types import RunMode
 
     lines = [override.input_line for override in composed_from]
@@ -319,7 +318,7 @@ def _hand_over_once(loader, composed_name, composed_from: list, composed) -> Non
             return loader.load_configuration(config_name, overrides, run_mode, from_shell, validate_sweep_overrides)
         if not added:
             return composed
-        parsed_added = OverridesParser.create().parse_overrides(added)
+        parsed_added = parser.parse_overrides(added)
         return with_value_overrides(composed, composed_from, composed_from + parsed_added, parsed_added)
 
     loader.load_configuration = load_configuration
