@@ -64,3 +64,15 @@ def _kept_networks() -> int | None:
     from kmexp.training.kept import process_networks
 
     return len(process_networks())
+
+
+def last_network_added(jobs: list[dict]) -> int | None:
+    """The index of the job (in ``jobs``, one process's records in job order) that added the last kept network.
+
+    The memory growth after it is what a longer sweep would add: each kept network holds memory by
+    design, up to a bound. None when a record has no count (written before a job loaded TensorFlow).
+    """
+    kept = [job.get("kept_networks") for job in jobs]
+    if None in kept:
+        return None
+    return max(i for i, count in enumerate(kept) if i == 0 or count > kept[i - 1])

@@ -41,6 +41,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from rss_callback import last_network_added  # benchmarks/, the folder this script runs from
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -142,9 +144,13 @@ def pass_lines(jobs: list[dict], args) -> list[str]:
     """
     if args.languages is None:
         return []
-    kept = [job.get("kept_networks") or 0 for job in jobs]
-    last_added = max(i for i, count in enumerate(kept) if i == 0 or count > kept[i - 1])
-    lines = [f"- Compiled networks kept for later jobs: {kept[-1]} at the end, the last one added at job {last_added + 1}."]
+    last_added = last_network_added(jobs)
+    if last_added is None:
+        return ["- Kept networks: not recorded."]
+    lines = [
+        f"- Compiled networks kept for later jobs: {jobs[-1]['kept_networks']} at the end, "
+        f"the last one added at job {last_added + 1}."
+    ]
     for number in range(args.passes):
         first, end = number * args.languages, (number + 1) * args.languages
         start = max(first, last_added + 1)

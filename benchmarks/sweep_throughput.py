@@ -39,6 +39,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from rss_callback import last_network_added  # benchmarks/, the folder this script runs from
+
 HERE = Path(__file__).resolve().parent
 PHASES = ("prepare", "train", "save", "evaluate")
 
@@ -205,14 +207,13 @@ def _after_kept_networks(jobs: list[dict]) -> str:
     Each kept network holds its variables, optimizer slots and traced step, by design and up to a bound:
     the growth that goes on after the last one was added is what a longer sweep would add.
     """
-    kept = [job.get("kept_networks") for job in jobs]
-    if None in kept:
+    last = last_network_added(jobs)
+    if last is None:
         return "- Kept networks: not recorded."
-    last = max(i for i, count in enumerate(kept) if i == 0 or count > kept[i - 1])
     rss = [job["rss_mb"] for job in jobs[last + 1 :]]
     growth = f"**{_slope(rss):+.2f} MB per job** over jobs {last + 2}-{len(jobs)}" if len(rss) >= 10 else "too few jobs left"
     return (
-        f"- Compiled networks kept for later jobs: {kept[-1]} at the end, the last one added at job {last + 1} "
+        f"- Compiled networks kept for later jobs: {jobs[-1]['kept_networks']} at the end, the last one added at job {last + 1} "
         f"({jobs[last]['rss_mb']:.0f} MB then). After it: {growth}."
     )
 
