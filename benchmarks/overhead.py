@@ -1,6 +1,6 @@
 """Per-job overhead: ``python -m kmexp language=X`` against the same job written in plain Keras.
 
-Four programs train the same model on the same data, each as a fresh process,
+Five programs train the same model on the same data, each as a fresh process,
 taking turns (the order rotates every repeat, so neither always runs on a warmer
 disk cache or a quieter machine), and the medians are compared:
 
@@ -8,6 +8,10 @@ disk cache or a quieter machine), and the medians are compared:
   linear head, Adam, early stopping on the dev loss, save, score dev and test);
 - ``plain + W&B``: the same with ``--wandb``: an offline W&B run started by hand
   after the imports, per-epoch logs and a summary (what W&B costs without kmexp);
+- ``plain in Hydra``: ``benchmarks/plain_in_hydra.py``, the same job as the task of
+  a bare ``@hydra.main`` on kmexp's config (composed once, as kmexp does; kmexp's
+  Hydra callbacks removed): what Hydra itself costs on this config, the floor
+  under any job composed from kmexp's config groups;
 - ``kmexp``: the default run, ``python -m kmexp language=X``: Hydra composition
   and its run folder, config checks, the W&B offline run (``logger=wandb``, the
   default: init, per-epoch logs, tables and confusion matrices, finish),
@@ -47,7 +51,9 @@ from omegaconf import OmegaConf
 HERE = Path(__file__).resolve().parent
 CONF = HERE.parent / "conf"
 
-VARIANTS = ["plain", "plain + W&B", "kmexp", "kmexp logger=none"]
+VARIANTS = ["plain", "plain + W&B", "plain in Hydra", "kmexp", "kmexp logger=none"]
+# The plain variants' scripts and flags.
+PLAIN = {"plain": ["plain_keras.py"], "plain + W&B": ["plain_keras.py", "--wandb"], "plain in Hydra": ["plain_in_hydra.py"]}
 KMEXP_VARIANTS = [variant for variant in VARIANTS if variant.startswith("kmexp")]
 
 
@@ -61,9 +67,8 @@ def run_once(variant: str, tag: str, out: Path) -> dict:
     """One fresh process: its wall time, its time after imports, and the scores it reports."""
     code, locale = language(tag)
     if variant.startswith("plain"):
-        command = [sys.executable, str(HERE / "plain_keras.py"), "--code", code, "--locale", locale, "--out", str(out)]
-        if variant == "plain + W&B":
-            command.append("--wandb")
+        script, *flags = PLAIN[variant]
+        command = [sys.executable, str(HERE / script), "--code", code, "--locale", locale, "--out", str(out), *flags]
     else:
         command = [sys.executable, str(HERE / "timed_kmexp.py"), f"language={tag}", f"hydra.run.dir={out}",
                    *variant.split()[1:]]
@@ -76,7 +81,7 @@ def run_once(variant: str, tag: str, out: Path) -> dict:
         raise SystemExit(f"{variant} failed (exit code {done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
     last = json.loads(done.stdout.strip().splitlines()[-1])
     if variant.startswith("plain"):
-        after_imports, parts = last["seconds"], {}
+        after_imports, parts = last["seconds"], last.get("hydra", {})
         epochs, test = last["epochs_run"], last["test"]["accuracy"]
     else:
         after_imports, parts = last["seconds_after_imports"], last["parts"]
@@ -129,6 +134,8 @@ def report(runs: dict, args, load_start: tuple, load_end: tuple, seconds: float)
         "",
         f"Medians of {args.repeats} fresh processes per program and language, taking turns. "
         "`plain`: benchmarks/plain_keras.py; `plain + W&B`: the same with `--wandb` (an offline W&B run, by hand); "
+        "`plain in Hydra`: benchmarks/plain_in_hydra.py (the same job inside a bare `@hydra.main` on kmexp's config, "
+        "composed once, without kmexp's callbacks: Hydra's own part); "
         "`kmexp`: `python -m kmexp language=X` (default config, W&B offline). Ratios are to `plain`, and, whole "
         "process, to `plain + W&B`.",
         "",
@@ -160,11 +167,34 @@ def report(runs: dict, args, load_start: tuple, load_end: tuple, seconds: float)
         for name in names:
             cells = [statistics.median(r["parts"].get(name, 0.0) for r in runs[tag, v]) for v in KMEXP_VARIANTS]
             lines.append(f"| {tag} | {name} | " + " | ".join(f"{c:.3f}" for c in cells) + " |")
+    lines += hydra_floor(runs, args.languages)
     lines += ["", "Every run (seconds, whole process / after imports):", ""]
     for (tag, variant), results in runs.items():
         series = ", ".join(f"{r['wall']:.2f}/{r['after_imports']:.2f}" for r in results)
         lines.append(f"- {tag} {variant}: {series}")
     return "\n".join(lines) + "\n"
+
+
+def hydra_floor(runs: dict, languages: list[str]) -> list[str]:
+    """Hydra's own parts in ``plain in Hydra``, timed inside each process, and the ratio they alone give.
+
+    Per process: whole / (whole - Hydra's parts), the ratio to plain Keras of a process that differs from
+    it only by Hydra. Both times come from the same process, so a VM whose speed drifts between processes
+    moves them together.
+    """
+    lines = ["", "Hydra's own parts in `plain in Hydra`, timed inside each process (median seconds), and the ratio "
+             "they alone give, whole / (whole - Hydra's parts), per process:", "",
+             "| language | part | s |", "|---|---|---:|"]
+    for tag in languages:
+        results = runs[tag, "plain in Hydra"]
+        for name in results[0]["parts"]:
+            lines.append(f"| {tag} | {name} | {statistics.median(r['parts'][name] for r in results):.3f} |")
+        hydra = [sum(r["parts"].values()) for r in results]
+        ratios = [r["wall"] / (r["wall"] - h) for r, h in zip(results, hydra)]
+        lines.append(f"| {tag} | all of Hydra's parts | {statistics.median(hydra):.3f} |")
+        lines.append(f"| {tag} | **ratio from Hydra alone** (median; min-max {min(ratios):.3f}-{max(ratios):.3f}) "
+                     f"| **{statistics.median(ratios):.3f}** |")
+    return lines
 
 
 def _load(load: tuple) -> str:

@@ -110,14 +110,22 @@ def start_wandb(out: Path):
     return wandb.init(project="kmexp-plain", dir=str(out), mode="offline", settings=settings)
 
 
-def main() -> None:
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--code", default="fra_Latn", help="SIB-200 code")
     parser.add_argument("--locale", default="fr", help="casing locale (kmexp's language.tag)")
     parser.add_argument("--out", type=Path, required=True, help="folder for model.keras")
     parser.add_argument("--wandb", action="store_true", help="log to W&B offline too")
-    args = parser.parse_args()
-    started = time.perf_counter()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = arguments()
+    print(json.dumps(job(args, started=time.perf_counter())))
+
+
+def job(args: argparse.Namespace, started: float) -> dict:
+    """The modelling work: the seconds since ``started``, the epochs run and the dev and test scores."""
     run = start_wandb(args.out) if args.wandb else None
     keras.utils.set_random_seed(0)
     tf.config.experimental.enable_op_determinism()  # as kmexp does on a CPU: same seed, same numbers
@@ -170,8 +178,7 @@ def main() -> None:
     if run is not None:
         run.summary.update({f"{name}/accuracy": score["accuracy"] for name, score in scores.items()})
         run.finish()
-    print(json.dumps({"seconds": round(time.perf_counter() - started, 3),
-                      "epochs_run": len(history.history["loss"]), **scores}))
+    return {"seconds": round(time.perf_counter() - started, 3), "epochs_run": len(history.history["loss"]), **scores}
 
 
 if __name__ == "__main__":
