@@ -31,6 +31,7 @@ from kmexp.runs import LOCK_FILE, save_model
 from kmexp.training.callbacks import HistoryCSV, NonFiniteLoss, StopOnNonFiniteLoss, StopReason
 from kmexp.training.loops import compiled, fit
 from kmexp.training.resume import TrainingBackup
+from kmexp.training.signals import Terminated, stop_at_batch_ends
 
 # --- a run killed mid-training, then resumed in the same folder -------------------------------
 
@@ -477,3 +478,26 @@ def test_rows_shared_with_train_are_counted_and_warned_once(tmp_path, caplog):
     assert len(warnings) == 2
     assert "3 of 4 rows of test.tsv" in warnings[1] and "train.tsv" in warnings[1]
     assert set(splits.info["files"]) == {str(path) for path in files}
+
+
+def test_a_signal_during_training_stops_at_the_next_check_and_a_second_one_at_once():
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    # Training checks the pending stop after each batch: the signal itself raises nothing.
+    with pytest.raises(KeyboardInterrupt), stop_at_batch_ends() as pending:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.01)  # the handler has run: nothing raised yet
+        assert pending.signum == signal.SIGINT
+        pending.raise_if_pending()
+    # A stop still pending when training ends is raised there, as the signal's own exception.
+    with pytest.raises(Terminated), stop_at_batch_ends():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.01)
+    # Asked twice: the second signal raises where the process is.
+    with pytest.raises(KeyboardInterrupt), stop_at_batch_ends():
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(1)
+        pytest.fail("the second signal did not stop the block")
+    # The process's own handlers are back afterwards.
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers

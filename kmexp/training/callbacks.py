@@ -110,6 +110,24 @@ class StopReason(keras.callbacks.Callback):
         self.reason = f"{resumed}{ended}; {kept}"
 
 
+class StopOnSignal(keras.callbacks.Callback):
+    """Raise a stop signal that arrived during training (``kmexp.training.signals.stop_at_batch_ends``).
+
+    Checked after each batch and each epoch: last in the list, so a finished epoch is written and backed
+    up first.
+    """
+
+    def __init__(self, pending):
+        super().__init__()
+        self.pending = pending
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.pending.raise_if_pending()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.pending.raise_if_pending()
+
+
 class HistoryCSV(keras.callbacks.Callback):
     """``history.csv``: one row per epoch (``epoch``, then the sorted log keys), like Keras's CSVLogger.
 

@@ -12,9 +12,10 @@ import tensorflow as tf
 from omegaconf import DictConfig
 
 from kmexp.optim import LBFGS
-from kmexp.training.callbacks import CONVERGED, NonFiniteLoss
+from kmexp.training.callbacks import CONVERGED, NonFiniteLoss, StopOnSignal
 from kmexp.training.kept import KeptNetworks
 from kmexp.training.resume import SkipShuffles, resumed_epoch
+from kmexp.training.signals import stop_at_batch_ends
 
 
 def concat_rows(parts: list) -> tf.Tensor | tf.SparseTensor:
@@ -45,11 +46,14 @@ def fit(network: keras.Model, optimizer, loss, features, targets: np.ndarray, tr
     batch size). ``sample_weight`` (one per row; None: all 1) scales each row's loss, e.g. the
     rows that related-language pooling (``language.pool``) adds from other languages.
     """
-    if isinstance(optimizer, LBFGS):
-        return fit_full_batch(network, optimizer, loss, features, targets, trainer.epochs, callbacks, sample_weight)
-    train = minibatches(features, targets, trainer.batch_size, seed, sample_weight)
-    callbacks = [*callbacks, SkipShuffles(train)]
-    return network.fit(train, epochs=trainer.epochs, callbacks=callbacks, verbose=0, shuffle=False)
+    # Ctrl-C and SIGTERM stop training after a batch, never inside TensorFlow's own code.
+    with stop_at_batch_ends() as pending:
+        if isinstance(optimizer, LBFGS):
+            return fit_full_batch(network, optimizer, loss, features, targets, trainer.epochs,
+                                  [*callbacks, StopOnSignal(pending)], sample_weight)
+        train = minibatches(features, targets, trainer.batch_size, seed, sample_weight)
+        callbacks = [*callbacks, SkipShuffles(train), StopOnSignal(pending)]
+        return network.fit(train, epochs=trainer.epochs, callbacks=callbacks, verbose=0, shuffle=False)
 
 
 def minibatches(features, targets: np.ndarray, batch_size: int, seed: int,
