@@ -15,6 +15,7 @@ while they fill from the growth once they stopped.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import sys
@@ -26,13 +27,38 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 
-def resident_mb(pid: int | str = "self") -> float:
-    """VmRSS of a process, in MB (Linux: /proc/<pid>/status)."""
+def resident_mb(pid: int | str = "self", field: str = "VmRSS") -> float:
+    """A memory field of a process's /proc/<pid>/status, in MB (Linux): VmRSS, or its parts RssAnon and RssFile."""
     with open(f"/proc/{pid}/status", encoding="ascii") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024  # reported in kB
-    raise RuntimeError(f"no VmRSS in /proc/{pid}/status")
+    raise RuntimeError(f"no {field} in /proc/{pid}/status")
+
+
+class _Mallinfo2(ctypes.Structure):
+    """glibc's ``struct mallinfo2`` (glibc 2.33 and later): sizes in bytes, over all of its arenas."""
+
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost"
+    )]
+
+
+def glibc_heap_mb() -> dict[str, float]:
+    """glibc's heap, in MB: the bytes its allocations hold (``heap_used_mb``: in its arenas and in their
+    own mappings) and the free bytes it keeps in its arenas (``heap_free_mb``). Empty where malloc is not
+    glibc's (another C library, or an allocator put in front with LD_PRELOAD)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallinfo2 = libc.mallinfo2
+    except (OSError, AttributeError):
+        return {}
+    process = ctypes.CDLL(None)
+    if ctypes.cast(process.malloc, ctypes.c_void_p).value != ctypes.cast(libc.malloc, ctypes.c_void_p).value:
+        return {}
+    mallinfo2.restype = _Mallinfo2
+    info = mallinfo2()
+    return {"heap_used_mb": (info.uordblks + info.hblkhd) / 2**20, "heap_free_mb": info.fordblks / 2**20}
 
 
 class RSSCallback(Callback):
@@ -49,6 +75,11 @@ class RSSCallback(Callback):
             "pid": os.getpid(),
             "seconds": time.perf_counter() - self.started,
             "rss_mb": resident_mb(),
+            # Anonymous memory (heaps, tensors, Python's arenas) apart from the pages of mapped files
+            # (libraries' code and data, shared with other processes).
+            "anon_mb": resident_mb(field="RssAnon"),
+            "file_mb": resident_mb(field="RssFile"),
+            **glibc_heap_mb(),
             "end": time.time(),
             "kept_networks": _kept_networks(),
         }

@@ -23,6 +23,17 @@ Two kinds of sweep:
     KMEXP_DATA_DIR=/path/to/sib200 python benchmarks/sweep_memory.py --languages 205 --passes 2 --logger wandb \\
         --out benchmarks/results/sweep_memory_205x2.md
 
+``--allocator`` runs the sweep's process on another memory allocator, to tell
+memory that jobs hold from memory an allocator keeps: ``glibc`` (the default),
+``glibc-one-arena`` (``MALLOC_ARENA_MAX=1``), ``tensorflow-bfc`` (TensorFlow's
+own pooling allocator for its CPU tensors, ``TF_CPU_ALLOCATOR_USE_BFC=true``),
+``python-on-glibc`` (Python's objects from glibc's malloc rather than Python's own
+arenas, ``PYTHONMALLOC=malloc``), or
+``jemalloc`` (the ``libjemalloc.so`` that Ray's wheel carries, ``pip install
+'kmexp[ray]'``, put in front with ``LD_PRELOAD`` and told to hand freed pages back
+at once). With glibc the report also splits the growth into the heap's used and
+free bytes.
+
 The callback goes on ``PYTHONPATH`` (``benchmarks/``). Writes ``benchmarks/results/sweep_memory.md``
 unless ``--out`` says otherwise.
 """
@@ -53,6 +64,8 @@ def main() -> None:
     parser.add_argument("--languages", type=int, default=None, help="sweep the first N SIB-200 languages instead")
     parser.add_argument("--passes", type=int, default=1, help="with --languages: times over the languages")
     parser.add_argument("--logger", default="none", help="kmexp logger (none, csv, wandb)")
+    parser.add_argument("--allocator", choices=sorted(ALLOCATORS), default="glibc",
+                        help="the memory allocator of the sweep's process (above)")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "sweep_memory.md")
     parser.add_argument("overrides", nargs="*", help="more kmexp overrides, after --")
     args = parser.parse_args()
@@ -67,7 +80,7 @@ def main() -> None:
         ]
         # Hydra imports the callback by name: benchmarks/ on the path of the sweep's process only.
         path = os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))
-        env = {**os.environ, "PYTHONPATH": path, "WANDB_MODE": "offline"}
+        env = {**os.environ, "PYTHONPATH": path, "WANDB_MODE": "offline", **ALLOCATORS[args.allocator]()}
         started = time.perf_counter()
         done = subprocess.run(command, capture_output=True, text=True, env=env)
         wall = time.perf_counter() - started
@@ -80,6 +93,27 @@ def main() -> None:
     args.out.write_text(text)
     print(text)
     print(f"wrote {args.out}")
+
+
+def _jemalloc() -> dict[str, str]:
+    """Ray's bundled jemalloc in front of glibc's malloc; freed pages go back to the OS at once (no decay)."""
+    import importlib.util
+
+    ray = importlib.util.find_spec("ray")
+    library = Path(ray.origin).parent / "core" / "libjemalloc.so" if ray is not None else None
+    if library is None or not library.is_file():
+        raise SystemExit("--allocator jemalloc: no libjemalloc.so in Ray's package; pip install 'kmexp[ray]'")
+    return {"LD_PRELOAD": str(library), "MALLOC_CONF": "dirty_decay_ms:0,muzzy_decay_ms:0"}
+
+
+# --allocator: the environment each gives the sweep's process.
+ALLOCATORS = {
+    "glibc": dict,
+    "glibc-one-arena": lambda: {"MALLOC_ARENA_MAX": "1"},
+    "tensorflow-bfc": lambda: {"TF_CPU_ALLOCATOR_USE_BFC": "true"},
+    "python-on-glibc": lambda: {"PYTHONMALLOC": "malloc"},
+    "jemalloc": _jemalloc,
+}
 
 
 def sweep_arguments(args) -> list[str]:
@@ -116,7 +150,8 @@ def report(jobs: list[dict], args, wall: float, load_start: tuple, load_end: tup
         "",
         f"`python -m kmexp -m {' '.join(shown)} logger={args.logger} "
         f"{' '.join(args.overrides)}`".replace(" `", "`") + " with Hydra's basic launcher (every job in one process); "
-        "VmRSS read as each job ends.",
+        f"VmRSS read as each job ends; memory allocator: {args.allocator} "
+        f"({' '.join(f'{k}={v}' for k, v in ALLOCATORS[args.allocator]().items()) or 'as the process starts'}).",
         "",
         f"- Jobs: {len(jobs)}, all in process {sorted({job['pid'] for job in jobs})}; "
         f"whole sweep {wall:.1f} s (start-up and the end-of-sweep report included).",
@@ -129,10 +164,14 @@ def report(jobs: list[dict], args, wall: float, load_start: tuple, load_end: tup
         + f"; change from job 2 to job {len(jobs)}: {rss[-1] - rss[1]:+.0f} MB.",
         *pass_lines(jobs, args),
         "",
-        "| job | resident MB | seconds |",
-        "|---:|---:|---:|",
+        "| job | resident MB | anonymous MB | mapped files MB | seconds |",
+        "|---:|---:|---:|---:|---:|",
     ]
-    lines += [f"| {job['job'] + 1} | {job['rss_mb']:.0f} | {job['seconds']:.2f} |" for job in jobs]
+    lines += [
+        f"| {job['job'] + 1} | {job['rss_mb']:.0f} | {job.get('anon_mb', float('nan')):.0f} "
+        f"| {job.get('file_mb', float('nan')):.0f} | {job['seconds']:.2f} |"
+        for job in jobs
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -161,9 +200,17 @@ def pass_lines(jobs: list[dict], args) -> list[str]:
         lines.append(
             f"- Pass {number + 1} over the {args.languages} languages, jobs {start + 1}-{end}: "
             f"**{slope(rss):+.3f} MB/job**; {rss[0]:.0f} MB at job {start + 1}, {rss[-1]:.0f} MB at job {end}, "
-            f"max {max(rss):.0f} MB."
+            f"max {max(rss):.0f} MB; of that, anonymous memory {_part_slope(jobs[start:end], 'anon_mb')} "
+            f"(glibc's heap: used {_part_slope(jobs[start:end], 'heap_used_mb')}, free "
+            f"{_part_slope(jobs[start:end], 'heap_free_mb')}) and pages of mapped files "
+            f"{_part_slope(jobs[start:end], 'file_mb')}."
         )
     return lines
+
+
+def _part_slope(jobs: list[dict], part: str) -> str:
+    """The slope of one part of resident memory (RssAnon or RssFile), in MB per job."""
+    return f"{slope([job[part] for job in jobs]):+.3f} MB/job" if part in jobs[0] else "n/a"
 
 
 def _load(load: tuple) -> str:

@@ -106,6 +106,7 @@ def _locked_sweep_job(cfg: DictConfig, hydra_cfg: DictConfig, run_dir: Path, ove
         return _sweep_job(cfg, hydra_cfg, run_dir, overrides)
     finally:
         lock.release()
+        _leave_nothing_behind()
 
 
 def _sweep_job(cfg: DictConfig, hydra_cfg: DictConfig, run_dir: Path, overrides: list[str]) -> float | None:
@@ -121,8 +122,7 @@ def _sweep_job(cfg: DictConfig, hydra_cfg: DictConfig, run_dir: Path, overrides:
     start_tensorflow()  # TensorFlow loads here rather than with the CLI: this job is about to train anyway
     import keras
 
-    keras.backend.clear_session()  # also a full garbage collection: the last job's cycles are freed here
-    _return_freed_memory()
+    keras.backend.clear_session(free_memory=False)  # the last job's end collected its garbage already
     _freeze_process_objects()
     from kmexp.training.kept import process_networks
 
@@ -168,13 +168,21 @@ def _freeze_what_the_first_job_kept() -> None:
     gc.freeze()
 
 
-def _return_freed_memory() -> None:
-    """Hand the heap pages that the last job freed back to the OS (glibc's ``malloc_trim``; elsewhere a no-op).
+def _leave_nothing_behind() -> None:
+    """At a sweep job's end, free its objects and hand the heap pages they held back to the OS.
 
-    glibc keeps freed memory for reuse, fragmented by each job's differently sized
-    vocabularies and tensors, so an in-process sweep over many languages grew by
-    ~0.9 MB per job without this, and ~0.3 MB with it (docs/benchmarks.md).
+    Then the process holds only what it keeps for later jobs while Hydra composes the next job,
+    the sweep writes its report, or a worker waits. Keras' session reset drops its global state
+    and TensorFlow's cached kernels; its garbage collection frees the job's reference cycles
+    (Keras layers and models hold some). ``malloc_trim`` is glibc's (elsewhere a no-op): glibc
+    keeps freed memory for reuse, fragmented by each job's differently sized vocabularies and
+    tensors (docs/benchmarks.md).
     """
+    keras = sys.modules.get("keras")  # a job refused or failed before TensorFlow loaded has no Keras state
+    if keras is not None:
+        keras.backend.clear_session()  # with a full garbage collection
+    else:
+        gc.collect()
     trim = getattr(ctypes.CDLL(None), "malloc_trim", None)  # the C library the process already runs on
     if trim is not None:
         trim(0)
