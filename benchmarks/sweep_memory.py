@@ -209,7 +209,7 @@ def pass_lines(jobs: list[dict], args) -> list[str]:
 
 
 def _part_slope(jobs: list[dict], part: str) -> str:
-    """The slope of one part of resident memory (RssAnon or RssFile), in MB per job."""
+    """The slope of one recorded part of memory (RssAnon, RssFile, glibc's heap used or free), in MB per job."""
     return f"{slope([job[part] for job in jobs]):+.3f} MB/job" if part in jobs[0] else "n/a"
 
 
