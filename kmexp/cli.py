@@ -178,7 +178,7 @@ def _leave_nothing_behind() -> None:
     keeps freed memory for reuse, fragmented by each job's differently sized vocabularies and
     tensors (docs/benchmarks.md).
     """
-    keras = sys.modules.get("keras")  # a job refused or failed before TensorFlow loaded has no Keras state
+    keras = sys.modules.get("keras")  # none yet when the jobs so far ended before TensorFlow loaded (resumed ones)
     if keras is not None:
         keras.backend.clear_session()  # with a full garbage collection
     else:
