@@ -117,12 +117,10 @@ def _sweep_job(cfg: DictConfig, hydra_cfg: DictConfig, run_dir: Path, overrides:
             keep_completed(run_dir, earlier)
             return earlier.objective.value
     # A sweep runs many jobs in one process (basic launcher, a joblib worker, optuna): each starts from a
-    # blank Keras state (layer-name counters, global settings), as a single run does. train() itself frees
-    # what TensorFlow would keep of the last job (benchmarks/results/sweep_memory.md).
+    # blank Keras state (layer-name counters, global settings), as a single run does, because the job
+    # before reset it as it ended (_leave_nothing_behind). train() itself frees what TensorFlow would keep
+    # of the last job (benchmarks/results/sweep_memory.md).
     start_tensorflow()  # TensorFlow loads here rather than with the CLI: this job is about to train anyway
-    import keras
-
-    keras.backend.clear_session(free_memory=False)  # the last job's end collected its garbage already
     _freeze_process_objects()
     from kmexp.training.kept import process_networks
 
@@ -173,7 +171,7 @@ def _leave_nothing_behind() -> None:
 
     Then the process holds only what it keeps for later jobs while Hydra composes the next job,
     the sweep writes its report, or a worker waits. Keras' session reset drops its global state
-    and TensorFlow's cached kernels; its garbage collection frees the job's reference cycles
+    (so the next job starts blank) and TensorFlow's cached kernels; its garbage collection frees the job's reference cycles
     (Keras layers and models hold some). ``malloc_trim`` is glibc's (elsewhere a no-op): glibc
     keeps freed memory for reuse, fragmented by each job's differently sized vocabularies and
     tensors (docs/benchmarks.md).
