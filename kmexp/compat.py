@@ -348,3 +348,17 @@ def wandb_lists_packages_once() -> None:
 
     listed = tuple(wandb.util.working_set())
     wandb.util.working_set = lambda: listed
+
+
+def clear_tensorflow_caches() -> None:
+    """Empty TensorFlow's eager caches of constant tensors: the scalar cache, and the ones and zeros caches.
+
+    TensorFlow keeps every Python number it converts to a tensor (``tf.cast(vocabulary_size, ...)``,
+    ``cells // vocabulary_size``, each epoch's loss compared by early stopping) in a process-wide cache,
+    for reuse: unbounded, and new values keep coming with each job of a sweep. Keras' ``clear_session``
+    clears the kernel cache but not these. Only ``tf.config.experimental_connect_to_cluster`` empties them
+    publicly, and it does much more.
+    """
+    from tensorflow.python.eager import context
+
+    context.context()._clear_caches()

@@ -26,7 +26,7 @@ def compose_config(overrides: list[str]):
 def _run(tmp_path, name: str, overrides: list[str], kept):
     import keras
 
-    keras.backend.clear_session()  # as each job of a sweep starts (kmexp.cli)
+    keras.backend.clear_session()  # as the job before ends, in a sweep (kmexp.cli)
     run_dir = tmp_path / name
     record = train(compose_config(overrides), run_dir, overrides, kept=kept)
     assert record.status == "completed", record.error

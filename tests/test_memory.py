@@ -109,6 +109,47 @@ def test_vocabulary_tables_are_anonymous_and_survive_saving(tmp_path):
     assert loaded(tf.constant(["chat", "猫"])).numpy().tolist() == [1, 3]
 
 
+# Numbers turned into tensors, in a fresh process: glibc's heap in use (mallinfo2) after converting them,
+# and after emptying TensorFlow's caches of constants.
+CONVERTED_NUMBERS = textwrap.dedent(
+    """
+    import ctypes, json
+
+    import tensorflow as tf
+
+    from kmexp import compat
+
+    class Mallinfo2(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+    mallinfo2 = ctypes.CDLL("libc.so.6").mallinfo2
+    mallinfo2.restype = Mallinfo2
+
+    def heap_used_mb():
+        info = mallinfo2()
+        return (info.uordblks + info.hblkhd) / 2**20
+
+    start = heap_used_mb()
+    for i in range(50_000):  # each epoch's loss, each language's vocabulary size: new numbers in every job
+        tf.cast(i + 0.5, tf.float64)
+    converted = heap_used_mb()
+    compat.clear_tensorflow_caches()
+    print(json.dumps({"converted": converted - start, "cleared": heap_used_mb() - start}))
+    """
+)
+
+
+def test_tensorflow_forgets_the_numbers_a_job_turned_into_tensors():
+    # TensorFlow keeps every Python number it converts in a cache of its own, process-wide and unbounded;
+    # Keras' clear_session leaves it, so a sweep job empties it as it ends (kmexp.cli).
+    done = subprocess.run([sys.executable, "-c", CONVERTED_NUMBERS], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    heap = json.loads(done.stdout.strip().splitlines()[-1])
+    assert heap["converted"] > 15, heap  # MB: about 0.6 kB per number
+    assert heap["cleared"] < heap["converted"] / 5, heap
+
+
 # A Hydra callback for a sweep's process: at each job's end, before anything else runs, how many
 # unreachable objects a garbage collection finds (what the job left for later to free).
 GARBAGE_CALLBACK = textwrap.dedent(
