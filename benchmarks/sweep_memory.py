@@ -25,7 +25,8 @@ Two kinds of sweep:
 
 ``--allocator`` runs the sweep's process on another memory allocator, to tell
 memory that jobs hold from memory an allocator keeps: ``glibc`` (the default),
-``glibc-one-arena`` (``MALLOC_ARENA_MAX=1``), ``tensorflow-bfc`` (TensorFlow's
+``glibc-one-arena`` (``MALLOC_ARENA_MAX=1``), ``glibc-mmap-128k`` (large blocks in
+maps of their own from 128 kB up, ``MALLOC_MMAP_THRESHOLD_``), ``tensorflow-bfc`` (TensorFlow's
 own pooling allocator for its CPU tensors, ``TF_CPU_ALLOCATOR_USE_BFC=true``),
 ``python-on-glibc`` (Python's objects from glibc's malloc rather than Python's own
 arenas, ``PYTHONMALLOC=malloc``), or
@@ -110,6 +111,9 @@ def _jemalloc() -> dict[str, str]:
 ALLOCATORS = {
     "glibc": dict,
     "glibc-one-arena": lambda: {"MALLOC_ARENA_MAX": "1"},
+    # A fixed threshold: glibc otherwise raises it (up to 32 MB) each time a large block is freed, so later
+    # large blocks go into the heap among small ones instead of maps of their own, returned when freed.
+    "glibc-mmap-128k": lambda: {"MALLOC_MMAP_THRESHOLD_": str(128 * 1024)},
     "tensorflow-bfc": lambda: {"TF_CPU_ALLOCATOR_USE_BFC": "true"},
     "python-on-glibc": lambda: {"PYTHONMALLOC": "malloc"},
     "jemalloc": _jemalloc,
