@@ -121,11 +121,11 @@ def live_by_job(capture: Path) -> dict[int, collections.Counter]:
 
     live: dict[int, collections.Counter] = collections.defaultdict(collections.Counter)
     for record in reader.get_temporal_allocation_records(merge_threads=True):
-        kept = [interval for interval in record.intervals if interval.deallocated_before_snapshot is None]
-        if len(kept) == 0:
+        still_allocated = [interval for interval in record.intervals if interval.deallocated_before_snapshot is None]
+        if len(still_allocated) == 0:
             continue
         where = location(record.stack_trace(max_stacks=60))
-        for interval in kept:
+        for interval in still_allocated:
             live[job_at(interval.allocated_before_snapshot)][where] += interval.n_bytes
     return live
 
