@@ -170,6 +170,9 @@ def report(live: dict[int, collections.Counter], codes: list[str], args, wall: f
         f"- {len(heavy)} jobs leave more than {args.heavy_mb:g} MB each: "
         + (", ".join(f"job {job + 1} ({codes[job]}) {totals[job]:.1f} MB" for job in heavy) or "none") + ".",
         "",
+        "Each job of the window, in order: " + ", ".join(f"{job + 1}: {totals[job] * 1024:.0f}" for job in sorted(totals))
+        + " (kB).",
+        "",
         f"What the {len(ordinary)} other jobs leave, by place (kB, all jobs together):",
         "",
         "| kB | where it was allocated (innermost frames ... first frame of kmexp, Hydra or W&B) |",
