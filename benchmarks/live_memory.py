@@ -11,9 +11,9 @@ keeps of freed memory (``sweep_memory.py`` measures the resident memory).
 
     python benchmarks/live_memory.py --languages 100 --first 40 --out benchmarks/results/live_memory_100.md
 
-Jobs that leave more than ``--heavy-mb`` (the ones that trace a network the
-process keeps for later jobs, ``kmexp.training.kept``) are listed apart from
-the others. Tracking slows the sweep about 2-3x and writes about 20 MB per job
+Jobs that leave more than ``--heavy-mb`` are listed apart from the others:
+among them, the ones that trace a network the process keeps for later jobs
+(``kmexp.training.kept``). Tracking slows the sweep about 2-3x and writes about 20 MB per job
 to a temporary capture file.
 """
 

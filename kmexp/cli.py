@@ -171,11 +171,12 @@ def _leave_nothing_behind() -> None:
 
     Then the process holds only what it keeps for later jobs while Hydra composes the next job,
     the sweep writes its report, or a worker waits. Keras' session reset drops its global state
-    (so the next job starts blank) and TensorFlow's cached kernels; its garbage collection frees the job's reference cycles
-    (Keras layers and models hold some). Then TensorFlow's caches of constants are emptied: they hold every number
-    the job turned into a tensor (``kmexp.compat.clear_tensorflow_caches``). ``malloc_trim`` is glibc's (elsewhere a no-op): glibc
-    keeps freed memory for reuse, fragmented by each job's differently sized vocabularies and
-    tensors (docs/benchmarks.md).
+    (so the next job starts blank) and TensorFlow's cached kernels; its garbage collection frees
+    the job's reference cycles (Keras layers and models hold some). TensorFlow's caches of
+    constants, which hold every number the job turned into a tensor, are emptied next
+    (``kmexp.compat.clear_tensorflow_caches``). ``malloc_trim`` is glibc's (elsewhere a no-op):
+    glibc keeps freed memory for reuse, fragmented by each job's differently sized vocabularies
+    and tensors (docs/benchmarks.md).
     """
     keras = sys.modules.get("keras")  # none yet when the jobs so far ended before TensorFlow loaded (resumed ones)
     if keras is not None:
