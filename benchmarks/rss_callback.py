@@ -82,6 +82,7 @@ class RSSCallback(Callback):
             **glibc_heap_mb(),
             "end": time.time(),
             "kept_networks": _kept_networks(),
+            "kept_mb": _kept_mb(),
         }
         # One short line per write, appended: lines from parallel workers do not interleave.
         with open(self.out, "a", encoding="utf-8") as f:
@@ -95,6 +96,15 @@ def _kept_networks() -> int | None:
     from kmexp.training.kept import process_networks
 
     return len(process_networks())
+
+
+def _kept_mb() -> float | None:
+    """MB the kept networks' variables and optimizer slots hold; None before a job loaded them."""
+    if "kmexp.training.kept" not in sys.modules:
+        return None
+    from kmexp.training.kept import process_networks
+
+    return process_networks().variable_bytes() / 2**20
 
 
 def last_network_added(jobs: list[dict]) -> int | None:

@@ -42,6 +42,7 @@ unless ``--out`` says otherwise.
 from __future__ import annotations
 
 import argparse
+import csv
 import datetime
 import json
 import os
@@ -64,6 +65,9 @@ def main() -> None:
     parser.add_argument("--language", default="fr")
     parser.add_argument("--languages", type=int, default=None, help="sweep the first N SIB-200 languages instead")
     parser.add_argument("--passes", type=int, default=1, help="with --languages: times over the languages")
+    parser.add_argument("--order", choices=["sib200", "most-ngrams-first"], default="sib200",
+                        help="with --languages: SIB-200's order, or the languages whose training text has the most "
+                        "distinct character 1-5-grams first (the widest vocabularies: the heaviest jobs)")
     parser.add_argument("--logger", default="none", help="kmexp logger (none, csv, wandb)")
     parser.add_argument("--allocator", choices=sorted(ALLOCATORS), default="glibc",
                         help="the memory allocator of the sweep's process (above)")
@@ -127,8 +131,19 @@ def sweep_arguments(args) -> list[str]:
     from kmexp.languages import sib200_codes
 
     codes = sib200_codes()[: args.languages]
+    if args.order == "most-ngrams-first":
+        codes.sort(key=distinct_ngrams, reverse=True)
     seeds = ",".join(str(seed) for seed in range(args.passes))
     return [f"seed={seeds}", "language=generic", f"language.code={','.join(codes)}"]
+
+
+def distinct_ngrams(code: str) -> int:
+    """Distinct character 1-5-grams within the space-padded words of a language's training text, from the
+    SIB-200 copy at KMEXP_DATA_DIR: a measure of how wide its vocabulary, and how heavy its job, is."""
+    path = Path(os.environ["KMEXP_DATA_DIR"]) / code / "train.tsv"
+    with path.open(encoding="utf-8", newline="") as f:
+        words = {word for row in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE) for word in row["text"].lower().split()}
+    return len({f" {word} "[i : i + n] for word in words for n in range(1, 6) for i in range(len(word) + 3 - n)})
 
 
 def slope(ys: list[float]) -> float:
@@ -144,7 +159,8 @@ def report(jobs: list[dict], args, wall: float, load_start: tuple, load_end: tup
     after_second = rss[2:]
     shown = sweep_arguments(args)
     if args.languages is not None:
-        shown[-1] = f"language.code=<the first {args.languages} SIB-200 codes>"
+        order = "" if args.order == "sib200" else ", the most distinct character 1-5-grams first"
+        shown[-1] = f"language.code=<the first {args.languages} SIB-200 codes{order}>"
     lines = [
         "# In-process sweep: resident memory and seconds per job",
         "",
@@ -168,12 +184,12 @@ def report(jobs: list[dict], args, wall: float, load_start: tuple, load_end: tup
         + f"; change from job 2 to job {len(jobs)}: {rss[-1] - rss[1]:+.0f} MB.",
         *pass_lines(jobs, args),
         "",
-        "| job | resident MB | anonymous MB | mapped files MB | seconds |",
-        "|---:|---:|---:|---:|---:|",
+        "| job | resident MB | anonymous MB | mapped files MB | kept networks' variables MB | seconds |",
+        "|---:|---:|---:|---:|---:|---:|",
     ]
     lines += [
         f"| {job['job'] + 1} | {job['rss_mb']:.0f} | {job.get('anon_mb', float('nan')):.0f} "
-        f"| {job.get('file_mb', float('nan')):.0f} | {job['seconds']:.2f} |"
+        f"| {job.get('file_mb', float('nan')):.0f} | {_or_nan(job.get('kept_mb')):.1f} | {job['seconds']:.2f} |"
         for job in jobs
     ]
     return "\n".join(lines) + "\n"
@@ -207,14 +223,24 @@ def pass_lines(jobs: list[dict], args) -> list[str]:
             f"max {max(rss):.0f} MB; of that, anonymous memory {_part_slope(jobs[start:end], 'anon_mb')} "
             f"(glibc's heap: used {_part_slope(jobs[start:end], 'heap_used_mb')}, free "
             f"{_part_slope(jobs[start:end], 'heap_free_mb')}) and pages of mapped files "
-            f"{_part_slope(jobs[start:end], 'file_mb')}."
+            f"{_part_slope(jobs[start:end], 'file_mb')}; the kept networks' variables "
+            f"{_part_slope(jobs[start:end], 'kept_mb')}, and resident memory without them "
+            f"{_part_slope(jobs[start:end], 'rss_without_kept_mb')}."
         )
     return lines
 
 
 def _part_slope(jobs: list[dict], part: str) -> str:
-    """The slope of one recorded part of memory (RssAnon, RssFile, glibc's heap used or free), in MB per job."""
+    """The slope of one recorded part of memory (RssAnon, RssFile, glibc's heap used or free, the kept
+    networks' variables, resident memory less those), in MB per job."""
+    if part == "rss_without_kept_mb" and "kept_mb" in jobs[0]:
+        return f"{slope([job['rss_mb'] - job['kept_mb'] for job in jobs]):+.3f} MB/job"
     return f"{slope([job[part] for job in jobs]):+.3f} MB/job" if part in jobs[0] else "n/a"
+
+
+def _or_nan(value: float | None) -> float:
+    """A recorded figure, or NaN for one not recorded (before a job loaded TensorFlow)."""
+    return float("nan") if value is None else value
 
 
 def _load(load: tuple) -> str:

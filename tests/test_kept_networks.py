@@ -94,3 +94,27 @@ def test_rounding_keeps_the_given_significant_bits(count, bits, expected):
     from kmexp.encoders.bag import rounded_up
 
     assert rounded_up(count, bits) == expected
+
+
+def test_kept_networks_count_the_bytes_their_variables_hold():
+    import keras
+
+    from kmexp.training.kept import KeptNetworks
+
+    def compiled(kept, width: int):
+        network = keras.Sequential([keras.Input((width,)), keras.layers.Dense(7)])
+        network = kept.compiled(network, keras.optimizers.Adam(), "categorical_crossentropy",
+                                jit_compile=False, steps_per_execution=1)
+        network.optimizer.build(network.trainable_variables)  # as the first fit does: Adam's slots
+        return network
+
+    def held(network) -> int:  # each value read out as an array: another path than the method's
+        return sum(np.asarray(v).nbytes for v in [*network.variables, *network.optimizer.variables])
+
+    kept = KeptNetworks(size=1)
+    narrow = compiled(kept, 100)
+    assert kept.variable_bytes() == held(narrow) > 3 * 100 * 7 * 4  # the kernel and Adam's two slots for it
+    # A wider network replaces the narrow one (a bound of 1): what is kept grows with the width.
+    wide = compiled(kept, 1000)
+    assert len(kept) == 1
+    assert kept.variable_bytes() == held(wide) > 3 * 1000 * 7 * 4

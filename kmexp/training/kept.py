@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from collections import OrderedDict
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from kmexp import compat
@@ -42,6 +44,12 @@ class KeptNetworks:
     def __len__(self) -> int:
         """Networks kept now: their memory (variables, optimizer slots, traced steps) stays with the process."""
         return len(self._kept)
+
+    def variable_bytes(self) -> int:
+        """Bytes the kept networks' variables and optimizer slots hold: most of their memory, which grows with
+        their input width (a bag encoder's feature count), so a wide network replacing a narrow one grows it."""
+        variables = (v for network in self._kept.values() for v in [*network.variables, *network.optimizer.variables])
+        return sum(math.prod(v.shape) * np.dtype(v.dtype).itemsize for v in variables)
 
     def compiled(self, network: keras.Model, optimizer, loss, *, jit_compile: bool, steps_per_execution: int) -> keras.Model:
         """``network`` compiled for ``model.fit``, or a kept network in the state ``network`` and ``optimizer`` start in."""
