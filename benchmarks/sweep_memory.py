@@ -16,7 +16,15 @@ Two kinds of sweep:
   the seed is the outer loop, so each pass meets every language once). A first
   pass meets each language for the first time; a second pass shows whether a
   job leaves anything behind, or whether the first pass's growth came with the
-  languages it met.
+  languages it met. ``--order`` sets the order a pass meets them in: ``sib200``
+  (by code), ``preset`` (as ``+sweep=sib200_all`` runs them: the languages written
+  without spaces first) or ``most-ngrams-first`` (the most distinct character
+  1-5-grams in the training text first, read from ``KMEXP_DATA_DIR``: the widest
+  vocabularies, the heaviest jobs).
+
+The report splits the growth into its parts: anonymous memory and mapped files,
+glibc's heap used and free, and the variables and optimizer slots of the kept
+networks, which grow when a wider network replaces a narrower one.
 
     KMEXP_DATA_DIR=/path/to/sib200 python benchmarks/sweep_memory.py              # 20 jobs: seed=0..19, fr
     KMEXP_DATA_DIR=/path/to/sib200 python benchmarks/sweep_memory.py --jobs 5 -- encoder=onehot
@@ -54,6 +62,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from kmexp.languages import sib200_codes, sib200_sweep_order
 from rss_callback import last_network_added  # benchmarks/, the folder this script runs from
 
 HERE = Path(__file__).resolve().parent
@@ -65,9 +74,8 @@ def main() -> None:
     parser.add_argument("--language", default="fr")
     parser.add_argument("--languages", type=int, default=None, help="sweep the first N SIB-200 languages instead")
     parser.add_argument("--passes", type=int, default=1, help="with --languages: times over the languages")
-    parser.add_argument("--order", choices=["sib200", "most-ngrams-first"], default="sib200",
-                        help="with --languages: SIB-200's order, or the languages whose training text has the most "
-                        "distinct character 1-5-grams first (the widest vocabularies: the heaviest jobs)")
+    parser.add_argument("--order", choices=sorted(ORDERS), default="sib200",
+                        help="with --languages: the order of the languages in each pass (below)")
     parser.add_argument("--logger", default="none", help="kmexp logger (none, csv, wandb)")
     parser.add_argument("--allocator", choices=sorted(ALLOCATORS), default="glibc",
                         help="the memory allocator of the sweep's process (above)")
@@ -128,13 +136,23 @@ def sweep_arguments(args) -> list[str]:
     """The sweep's own overrides: seeds of one language, or passes over the first N SIB-200 languages."""
     if args.languages is None:
         return [f"seed={','.join(str(seed) for seed in range(args.jobs))}", f"language={args.language}"]
-    from kmexp.languages import sib200_codes
 
-    codes = sib200_codes()[: args.languages]
-    if args.order == "most-ngrams-first":
-        codes.sort(key=distinct_ngrams, reverse=True)
+    first = set(sib200_codes()[: args.languages])
+    codes = [code for code in ORDERS[args.order]() if code in first]
     seeds = ",".join(str(seed) for seed in range(args.passes))
     return [f"seed={seeds}", "language=generic", f"language.code={','.join(codes)}"]
+
+
+def _most_ngrams_first() -> list[str]:
+    return sorted(sib200_codes(), key=distinct_ngrams, reverse=True)
+
+
+# --order: the order in which a pass meets the first N languages.
+ORDERS = {
+    "sib200": sib200_codes,  # by code
+    "preset": sib200_sweep_order,  # as +sweep=sib200_all: the languages written without spaces first
+    "most-ngrams-first": _most_ngrams_first,  # the widest vocabularies, the heaviest jobs, first
+}
 
 
 def distinct_ngrams(code: str) -> int:
@@ -159,7 +177,8 @@ def report(jobs: list[dict], args, wall: float, load_start: tuple, load_end: tup
     after_second = rss[2:]
     shown = sweep_arguments(args)
     if args.languages is not None:
-        order = "" if args.order == "sib200" else ", the most distinct character 1-5-grams first"
+        order = {"sib200": "", "preset": ", in `+sweep=sib200_all`'s order",
+                 "most-ngrams-first": ", the most distinct character 1-5-grams first"}[args.order]
         shown[-1] = f"language.code=<the first {args.languages} SIB-200 codes{order}>"
     lines = [
         "# In-process sweep: resident memory and seconds per job",

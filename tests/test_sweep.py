@@ -411,17 +411,23 @@ def test_every_sweep_preset_language_and_encoder_exists():
             assert set(values.split(",")) <= set(group_options(group)), (preset, group)
 
 
-def test_the_sib200_all_preset_sweeps_every_language_by_code():
+def test_the_sib200_all_preset_sweeps_every_language_by_code_the_heaviest_first():
     from omegaconf import OmegaConf
 
-    from kmexp.languages import sib200_codes
+    from kmexp.languages import sib200_codes, uses_spaces
 
     register_configs()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         cfg = compose("config", overrides=["+sweep=sib200_all"], return_hydra_config=True)
     params = OmegaConf.to_container(cfg.hydra.sweeper.params, resolve=True)
     assert params["language"] == "generic"
-    assert params["language.code"].split(",") == sib200_codes() and len(sib200_codes()) == 205
+    codes = params["language.code"].split(",")
+    assert sorted(codes) == sib200_codes() and len(codes) == 205
+    # The languages written without spaces (the widest vocabularies, the most memory) first, then the
+    # rest, each part by code: an in-process sweep meets its memory ceiling in its first jobs.
+    without_spaces = [code for code in sib200_codes() if not uses_spaces(code)]
+    assert codes[: len(without_spaces)] == without_spaces and {"khm_Khmr", "zho_Hans", "tha_Thai"} <= set(without_spaces)
+    assert codes[len(without_spaces) :] == [code for code in sib200_codes() if uses_spaces(code)]
     assert count_jobs(params, []) == 205
 
 

@@ -38,8 +38,8 @@ def register_resolvers() -> None:
     )
     # conf/device/_common.yaml: TensorFlow's thread pools when jobs run side by side (hydra/launcher=joblib).
     OmegaConf.register_new_resolver("kmexp.threads_per_worker", threads_per_worker, replace=True)
-    # conf/sweep/sib200_all.yaml: the 205 codes as one sweep value, "ace_Arab,ace_Latn,...".
-    OmegaConf.register_new_resolver("kmexp.sib200_sweep", lambda: ",".join(languages.sib200_codes()), replace=True)
+    # conf/sweep/sib200_all.yaml: the 205 codes as one sweep value, "bod_Tibt,...,ace_Arab,...", the heaviest first.
+    OmegaConf.register_new_resolver("kmexp.sib200_sweep", lambda: ",".join(languages.sib200_sweep_order()), replace=True)
     # ${kmexp.coalesce:a,b}: a unless it is null, else b. Lets `resume=DIR` pick the sweep folder.
     OmegaConf.register_new_resolver(
         "kmexp.coalesce", lambda value, default: default if value is None else value, replace=True
