@@ -177,7 +177,7 @@ def report(jobs: list[dict], args, wall: float, load_start: tuple, load_end: tup
     after_second = rss[2:]
     shown = sweep_arguments(args)
     if args.languages is not None:
-        order = {"sib200": "", "preset": ", in `+sweep=sib200_all`'s order",
+        order = {"sib200": "", "preset": ", in the order of +sweep=sib200_all",
                  "most-ngrams-first": ", the most distinct character 1-5-grams first"}[args.order]
         shown[-1] = f"language.code=<the first {args.languages} SIB-200 codes{order}>"
     lines = [

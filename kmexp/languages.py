@@ -58,10 +58,10 @@ def sib200_sweep_order() -> list[str]:
     """The 205 SIB-200 codes in the order ``+sweep=sib200_all`` runs them: the languages written without
     spaces first, then the others, each part by code.
 
-    Those languages have the widest character n-gram vocabularies (every character run between spaces
-    is one long word), so their jobs need the most memory. Met first, they set an in-process sweep's
-    memory at its start, and it stays flat after them; met in code order they raise it part way
-    through (docs/benchmarks.md, sweep throughput).
+    A run of characters between two spaces is one long word there, so those languages have the widest
+    character n-gram vocabularies of SIB-200, and their jobs need the most memory. Met first, they set
+    an in-process sweep's memory in its first jobs, and it stays flat after them; met in code order,
+    they raise it part way through (docs/benchmarks.md, sweep throughput).
     """
     return sorted(sib200_codes(), key=uses_spaces)  # stable: False (no spaces) first, by code within
 
