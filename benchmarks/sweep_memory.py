@@ -160,7 +160,8 @@ def distinct_ngrams(code: str) -> int:
     SIB-200 copy at KMEXP_DATA_DIR: a measure of how wide its vocabulary, and how heavy its job, is."""
     path = Path(os.environ["KMEXP_DATA_DIR"]) / code / "train.tsv"
     with path.open(encoding="utf-8", newline="") as f:
-        words = {word for row in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE) for word in row["text"].lower().split()}
+        rows = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        words = {word for row in rows for word in row["text"].lower().split()}
     return len({f" {word} "[i : i + n] for word in words for n in range(1, 6) for i in range(len(word) + 3 - n)})
 
 

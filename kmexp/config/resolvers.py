@@ -38,7 +38,7 @@ def register_resolvers() -> None:
     )
     # conf/device/_common.yaml: TensorFlow's thread pools when jobs run side by side (hydra/launcher=joblib).
     OmegaConf.register_new_resolver("kmexp.threads_per_worker", threads_per_worker, replace=True)
-    # conf/sweep/sib200_all.yaml: the 205 codes as one sweep value, "bod_Tibt,...,ace_Arab,...", the heaviest first.
+    # conf/sweep/sib200_all.yaml: the 205 codes as one sweep value, the heaviest first: "bod_Tibt,...,ace_Arab,...".
     OmegaConf.register_new_resolver("kmexp.sib200_sweep", lambda: ",".join(languages.sib200_sweep_order()), replace=True)
     # ${kmexp.coalesce:a,b}: a unless it is null, else b. Lets `resume=DIR` pick the sweep folder.
     OmegaConf.register_new_resolver(

@@ -48,7 +48,8 @@ class KeptNetworks:
     def variable_bytes(self) -> int:
         """Bytes the kept networks' variables and optimizer slots hold: most of their memory, which grows with
         their input width (a bag encoder's feature count), so a wide network replacing a narrow one grows it."""
-        variables = (v for network in self._kept.values() for v in [*network.variables, *network.optimizer.variables])
+        networks = self._kept.values()
+        variables = (v for network in networks for v in [*network.variables, *network.optimizer.variables])
         return sum(math.prod(v.shape) * np.dtype(v.dtype).itemsize for v in variables)
 
     def compiled(self, network: keras.Model, optimizer, loss, *, jit_compile: bool, steps_per_execution: int) -> keras.Model:
