@@ -81,30 +81,22 @@ class RSSCallback(Callback):
             "file_mb": resident_mb(field="RssFile"),
             **glibc_heap_mb(),
             "end": time.time(),
-            "kept_networks": _kept_networks(),
-            "kept_mb": _kept_mb(),
+            **_kept_networks(),
         }
         # One short line per write, appended: lines from parallel workers do not interleave.
         with open(self.out, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
 
 
-def _kept_networks() -> int | None:
-    """How many compiled networks this process keeps for its later jobs; None before a job loaded them."""
+def _kept_networks() -> dict[str, float | None]:
+    """How many compiled networks this process keeps for its later jobs, and the MB their variables and
+    optimizer slots hold; None before a job loaded them."""
     if "kmexp.training.kept" not in sys.modules:  # importing it here would load TensorFlow into this process
-        return None
+        return {"kept_networks": None, "kept_mb": None}
     from kmexp.training.kept import process_networks
 
-    return len(process_networks())
-
-
-def _kept_mb() -> float | None:
-    """MB the kept networks' variables and optimizer slots hold; None before a job loaded them."""
-    if "kmexp.training.kept" not in sys.modules:
-        return None
-    from kmexp.training.kept import process_networks
-
-    return process_networks().variable_bytes() / 2**20
+    kept = process_networks()
+    return {"kept_networks": len(kept), "kept_mb": kept.variable_bytes() / 2**20}
 
 
 def last_network_added(jobs: list[dict]) -> int | None:

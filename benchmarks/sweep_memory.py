@@ -245,17 +245,22 @@ def pass_lines(jobs: list[dict], args) -> list[str]:
             f"{_part_slope(jobs[start:end], 'heap_free_mb')}) and pages of mapped files "
             f"{_part_slope(jobs[start:end], 'file_mb')}; the kept networks' variables "
             f"{_part_slope(jobs[start:end], 'kept_mb')}, and resident memory without them "
-            f"{_part_slope(jobs[start:end], 'rss_without_kept_mb')}."
+            f"{_rest_slope(jobs[start:end])}."
         )
     return lines
 
 
 def _part_slope(jobs: list[dict], part: str) -> str:
     """The slope of one recorded part of memory (RssAnon, RssFile, glibc's heap used or free, the kept
-    networks' variables, resident memory less those), in MB per job."""
-    if part == "rss_without_kept_mb" and "kept_mb" in jobs[0]:
-        return f"{slope([job['rss_mb'] - job['kept_mb'] for job in jobs]):+.3f} MB/job"
+    networks' variables), in MB per job."""
     return f"{slope([job[part] for job in jobs]):+.3f} MB/job" if part in jobs[0] else "n/a"
+
+
+def _rest_slope(jobs: list[dict]) -> str:
+    """The slope of the resident memory less the kept networks' variables, in MB per job."""
+    if "kept_mb" not in jobs[0]:
+        return "n/a"
+    return f"{slope([job['rss_mb'] - job['kept_mb'] for job in jobs]):+.3f} MB/job"
 
 
 def _or_nan(value: float | None) -> float:
